@@ -1,0 +1,25 @@
+"""DCNN Studio: navigation over the pages, and the frame every page shares.
+
+Run with ``streamlit run app.py``. TensorFlow is imported only by the pages that
+train or predict, so this entry page opens fast.
+"""
+
+import streamlit as st
+
+from ui import frame, state
+
+st.set_page_config(page_title="DCNN Studio", page_icon=":material/neurology:", layout="wide")
+state.init_state()
+
+navigation = st.navigation(
+    [
+        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/data.py", title="Data", icon=":material/image:"),
+        st.Page("pages/model.py", title="Model", icon=":material/account_tree:"),
+        st.Page("pages/train.py", title="Train", icon=":material/monitoring:"),
+        st.Page("pages/predict.py", title="Predict", icon=":material/search:"),
+    ]
+)
+frame_slot = st.sidebar.container()
+navigation.run()
+frame.draw_frame(frame_slot)  # after the page, so it shows what the page just chose

@@ -1,0 +1,29 @@
+"""Build a Keras Functional model from a ModelSpec (imports Keras when called)."""
+
+from __future__ import annotations
+
+from dcnn_core import plan
+from dcnn_core.runtime import import_keras
+from dcnn_core.spec import ModelSpec
+
+
+def build_model(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int, max_parameters: int | None = None):
+    """The Keras model for ``spec``; raises ``plan.DesignError`` naming the layer when it cannot work."""
+    analysis = plan.analyse(spec, input_shape, num_classes, max_parameters)
+    if not analysis.ok:
+        raise plan.DesignError(analysis.error)
+    keras = import_keras()
+    tensors = {}
+    for node in plan.expand(spec, num_classes):
+        if node.class_name == "InputLayer":
+            tensors[node.name] = keras.Input(shape=tuple(input_shape), name=node.name)
+            continue
+        layer = getattr(keras.layers, node.class_name)(name=node.name, **node.config)
+        inputs = [tensors[name] for name in node.inputs]
+        tensors[node.name] = layer(inputs if node.class_name == "Add" else inputs[0])
+    return keras.Model(tensors["input"], tensors["predictions"], name=_model_name(spec.name))
+
+
+def _model_name(title: str) -> str:
+    cleaned = "".join(ch.lower() if ch.isalnum() else "_" for ch in title).strip("_")
+    return cleaned or "model"

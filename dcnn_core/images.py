@@ -1,0 +1,85 @@
+"""Turn a user's photo into the input a model expects — safely.
+
+Every step is kept so the page can show how the photo became the model's input.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+
+
+class ImageRejected(ValueError):
+    """An upload that is not a usable image; the message says why, for the user."""
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    original: np.ndarray  # as uploaded, RGB uint8 (downscaled for display if large)
+    steps: list[tuple[str, np.ndarray]]  # (what was done, image after it)
+    model_input: np.ndarray  # uint8 (H, W, C), ready to batch
+    inverted: bool
+
+
+def open_image(data: bytes, name: str = "upload", max_megapixels: int = 40) -> Image.Image:
+    """Decode an uploaded file, refusing non-images, corrupt files and decompression bombs."""
+    if len(data) == 0:
+        raise ImageRejected(f"'{name}' is empty.")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ImageRejected(f"'{name}' is {len(data) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB.")
+    limit = max_megapixels * 1_000_000
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > limit:
+                raise ImageRejected(
+                    f"'{name}' is {width}×{height} pixels ({width * height / 1e6:.0f} megapixels); "
+                    f"the limit is {max_megapixels} megapixels."
+                )
+            image.load()
+    except ImageRejected:
+        raise
+    except UnidentifiedImageError as error:
+        raise ImageRejected(f"'{name}' is not an image this app can read (PNG, JPEG, BMP, GIF or WebP).") from error
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageRejected(f"'{name}' decodes to too many pixels and was refused.") from error
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageRejected(f"'{name}' looks damaged or truncated and could not be decoded.") from error
+    return ImageOps.exif_transpose(image)
+
+
+def _border_mean(gray: np.ndarray) -> float:
+    return float(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]]).mean())
+
+
+def prepare_image(image: Image.Image, input_shape: tuple[int, int, int], light_on_dark: bool) -> PreparedImage:
+    """Colour mode, square crop-pad, resize and (where the data set needs it) inversion."""
+    height, width, channels = input_shape
+    rgb = image.convert("RGB")
+    display = rgb.copy()
+    display.thumbnail((512, 512))
+    steps: list[tuple[str, np.ndarray]] = []
+    work = rgb.convert("L") if channels == 1 else rgb
+    if channels == 1:
+        steps.append(("Grayscale", np.asarray(work)))
+    side = max(work.size)
+    fill = int(np.median(np.asarray(work.convert("L"))[[0, -1]])) if channels == 1 else (0, 0, 0)
+    square = ImageOps.pad(work, (side, side), color=fill)
+    resized = square.resize((width, height), Image.Resampling.LANCZOS)
+    steps.append((f"Resized to {width}×{height}", np.asarray(resized)))
+    pixels = np.asarray(resized, dtype=np.uint8)
+    inverted = False
+    if channels == 1 and light_on_dark and _border_mean(pixels) > 127:
+        pixels = 255 - pixels  # dark ink on light paper → light on dark, like the training images
+        inverted = True
+        steps.append(("Inverted (the data set is light-on-dark)", pixels))
+    model_input = pixels.reshape(height, width, channels)
+    return PreparedImage(np.asarray(display), steps, model_input, inverted)

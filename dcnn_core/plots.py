@@ -1,0 +1,120 @@
+"""Plot builders: arrays in, ``plotly.graph_objects.Figure`` out. Only pages draw them."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from PIL import Image
+
+TRAIN_COLOUR, VALIDATION_COLOUR = "#1f77b4", "#ff7f0e"
+
+
+def _png_uri(pixels: np.ndarray) -> str:
+    """A data URI of a uint8 image, (H, W) or (H, W, 1|3)."""
+    pixels = np.asarray(pixels)
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def image_grid(images: np.ndarray, titles: list[str], columns: int = 6, tile_px: int = 110) -> go.Figure:
+    """A grid of images with a title above each (the article's 2×6 sample grid)."""
+    count = len(images)
+    columns = max(1, min(columns, count)) if count else 1
+    rows = max(1, math.ceil(count / columns))
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.4 / rows)
+    for index, pixels in enumerate(images):
+        row, col = divmod(index, columns)
+        fig.add_trace(go.Image(source=_png_uri(pixels), hoverinfo="skip"), row=row + 1, col=col + 1)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_annotations(font_size=12)
+    fig.update_layout(height=rows * tile_px + 40, margin=dict(l=5, r=5, t=30, b=5))
+    return fig
+
+
+def class_counts_bar(counts: np.ndarray, class_names: tuple[str, ...], title: str = "Images per class") -> go.Figure:
+    fig = go.Figure(go.Bar(x=list(class_names), y=counts.tolist(), marker_color=TRAIN_COLOUR, text=counts.tolist()))
+    fig.update_layout(title=title, xaxis_title="class", yaxis_title="images", height=320, margin=dict(t=40, b=10))
+    return fig
+
+
+def pixel_histogram(images: np.ndarray, sample: int = 2000) -> go.Figure:
+    """Distribution of pixel intensities (per channel for colour images)."""
+    subset = images[:sample]
+    fig = go.Figure()
+    names = ["gray"] if subset.shape[-1] == 1 else ["red", "green", "blue"]
+    for channel, name in enumerate(names):
+        counts = np.bincount(subset[..., channel].ravel(), minlength=256)
+        fig.add_trace(go.Bar(x=np.arange(256), y=counts, name=name, marker_color=None if name == "gray" else name, opacity=0.7))
+    fig.update_layout(
+        title="Pixel intensities", barmode="overlay", bargap=0, xaxis_title="value (0–255)",
+        yaxis_title="pixels", yaxis_type="log", height=320, margin=dict(t=40, b=10),
+    )  # fmt: skip
+    return fig
+
+
+def training_curves(history: dict[str, list[float]], batch_steps: list[float], batch_loss: list[float], batch_accuracy: list[float]) -> go.Figure:
+    """Loss and accuracy: per batch (thin lines) and per epoch, training and validation."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.1)
+    epochs = list(range(1, len(history.get("loss", [])) + 1))
+    for col, (metric, batch_values) in enumerate((("loss", batch_loss), ("accuracy", batch_accuracy)), start=1):
+        show_legend = col == 1
+        fig.add_trace(
+            go.Scatter(x=batch_steps, y=batch_values, name="training (per batch)", mode="lines",
+                       line=dict(color=TRAIN_COLOUR, width=1), opacity=0.35, showlegend=show_legend, legendgroup="batch"),
+            row=1, col=col,
+        )  # fmt: skip
+        fig.add_trace(
+            go.Scatter(x=epochs, y=history.get(metric, []), name="training (epoch)", mode="lines+markers",
+                       line=dict(color=TRAIN_COLOUR), showlegend=show_legend, legendgroup="train"),
+            row=1, col=col,
+        )  # fmt: skip
+        validation = history.get(f"val_{metric}", [])
+        if any(math.isfinite(v) for v in validation):
+            fig.add_trace(
+                go.Scatter(x=epochs, y=validation, name="validation (epoch)", mode="lines+markers",
+                           line=dict(color=VALIDATION_COLOUR), showlegend=show_legend, legendgroup="val"),
+                row=1, col=col,
+            )  # fmt: skip
+    fig.update_xaxes(title_text="epoch", rangemode="tozero")
+    fig.update_yaxes(rangemode="tozero")
+    fig.update_layout(height=360, margin=dict(t=40, b=10), uirevision="training-curves", legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def confusion_heatmap(confusion: np.ndarray, class_names: tuple[str, ...]) -> go.Figure:
+    """Rows are the true class, columns the predicted class; the diagonal is correct."""
+    names = list(class_names)
+    fig = go.Figure(
+        go.Heatmap(
+            z=confusion, x=names, y=names, colorscale="Blues", text=confusion, texttemplate="%{text}",
+            hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>", showscale=False,
+        )
+    )  # fmt: skip
+    fig.update_layout(
+        title="Confusion matrix", xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
+        height=max(360, 36 * len(names) + 120), margin=dict(t=40, b=10),
+    )  # fmt: skip
+    return fig
+
+
+def top_k_bar(top: list[tuple[str, float]]) -> go.Figure:
+    names = [name for name, _ in top][::-1]
+    values = [value for _, value in top][::-1]
+    fig = go.Figure(
+        go.Bar(x=values, y=names, orientation="h", marker_color=TRAIN_COLOUR, text=[f"{v:.1%}" for v in values], textposition="auto")
+    )
+    fig.update_layout(title="Top predictions", xaxis=dict(range=[0, 1], tickformat=".0%"), height=60 + 36 * len(top), margin=dict(t=40, b=10))
+    return fig
+
+
+def mean_images_grid(means: np.ndarray, class_names: tuple[str, ...], columns: int = 10) -> go.Figure:
+    return image_grid(np.rint(means).astype(np.uint8), list(class_names), columns=min(columns, len(class_names)), tile_px=90)

@@ -1,0 +1,226 @@
+"""A network as data: typed, JSON-serialisable specs and the presets.
+
+A ``ModelSpec`` is what the sliders edit. ``dcnn_core.layers_plan.expand`` turns
+it into a flat list of Keras layer descriptions, from which the analysis, the
+Keras model and the generated code are all made — one source of truth.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+
+BLOCK_KINDS = ("plain", "residual", "separable")
+PADDINGS = ("same", "valid")
+ACTIVATIONS = ("relu", "gelu", "swish", "elu", "tanh", "sigmoid")
+POOLINGS = ("max", "average", "none")
+HEAD_POOLINGS = ("flatten", "global_average", "global_max")
+
+
+@dataclass
+class ConvBlock:
+    """A group of convolutions followed by optional pooling and dropout."""
+
+    kind: str = "plain"  # plain convs, a residual block with a skip, or depthwise-separable convs
+    conv_layers: int = 1  # convolutions in this block
+    filters: int = 32  # output channels of each convolution
+    kernel_size: int = 3  # square kernel side
+    stride: int = 1  # stride of the block's first convolution
+    padding: str = "same"  # "same" keeps the size (at stride 1); "valid" shrinks it by kernel-1
+    activation: str = "relu"
+    batch_norm: bool = False  # BatchNormalization after each convolution
+    pooling: str = "max"  # "max", "average" or "none"
+    pool_size: int = 2
+    dropout: float = 0.0  # fraction of activations dropped after the block while training
+
+
+@dataclass
+class Head:
+    """How the feature maps become class probabilities."""
+
+    pooling: str = "flatten"  # "flatten", "global_average" or "global_max"
+    dense_units: list[int] = field(default_factory=list)  # hidden dense layers before the output
+    activation: str = "relu"
+    dropout: float = 0.0  # dropout before each dense layer
+
+
+@dataclass
+class ModelSpec:
+    """A whole network: input preprocessing, convolutional blocks, head."""
+
+    name: str = "Custom"
+    rescale: bool = True  # divide pixels by 255 inside the model, so it takes raw uint8 images
+    blocks: list[ConvBlock] = field(default_factory=list)
+    head: Head = field(default_factory=Head)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps({"format": "dcnn-studio-model-spec", "version": 1, "spec": self.to_dict()}, indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelSpec:
+        """Build a spec from a dict, refusing unknown keys and bad values with a clear message."""
+        if not isinstance(data, dict):
+            raise ValueError("A model spec must be a JSON object.")
+        _check_keys(data, cls, "model spec")
+        blocks_data = data.get("blocks", [])
+        if not isinstance(blocks_data, list):
+            raise ValueError("'blocks' must be a list of blocks.")
+        blocks = []
+        for number, block in enumerate(blocks_data, start=1):
+            if not isinstance(block, dict):
+                raise ValueError(f"Block {number} must be a JSON object.")
+            _check_keys(block, ConvBlock, f"block {number}")
+            blocks.append(ConvBlock(**block))
+        head_data = data.get("head", {})
+        if not isinstance(head_data, dict):
+            raise ValueError("'head' must be a JSON object.")
+        _check_keys(head_data, Head, "head")
+        spec = cls(
+            name=str(data.get("name", "Custom")),
+            rescale=bool(data.get("rescale", True)),
+            blocks=blocks,
+            head=Head(**head_data),
+        )
+        validate_values(spec)
+        return spec
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ModelSpec:
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"This file is not valid JSON ({error}).") from error
+        if isinstance(data, dict) and data.get("format") == "dcnn-studio-model-spec":
+            data = data.get("spec")
+        return cls.from_dict(data)
+
+
+def _check_keys(data: dict, kind: type, where: str) -> None:
+    unknown = set(data) - {f.name for f in fields(kind)}
+    if unknown:
+        raise ValueError(f"Unknown field(s) in {where}: {', '.join(sorted(map(str, unknown)))}.")
+
+
+def _check_choice(value, choices, what: str) -> None:
+    if value not in choices:
+        raise ValueError(f"{what} must be one of {', '.join(choices)} (got {value!r}).")
+
+
+def _check_int(value, low: int, high: int, what: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError(f"{what} must be a whole number from {low} to {high} (got {value!r}).")
+
+
+def _check_fraction(value, what: str) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{what} must be a number from 0 to below 1 (got {value!r}).")
+
+
+def validate_values(spec: ModelSpec) -> None:
+    """Check every field's type and range; shape problems are found by the analysis."""
+    _check_int(len(spec.blocks), 0, 12, "The number of blocks")
+    for number, block in enumerate(spec.blocks, start=1):
+        where = f"Block {number}"
+        _check_choice(block.kind, BLOCK_KINDS, f"{where}: kind")
+        _check_int(block.conv_layers, 1, 6, f"{where}: conv layers")
+        _check_int(block.filters, 1, 1024, f"{where}: filters")
+        _check_int(block.kernel_size, 1, 11, f"{where}: kernel size")
+        _check_int(block.stride, 1, 4, f"{where}: stride")
+        _check_choice(block.padding, PADDINGS, f"{where}: padding")
+        _check_choice(block.activation, ACTIVATIONS, f"{where}: activation")
+        _check_choice(block.pooling, POOLINGS, f"{where}: pooling")
+        _check_int(block.pool_size, 2, 4, f"{where}: pool size")
+        _check_fraction(block.dropout, f"{where}: dropout")
+        if not isinstance(block.batch_norm, bool):
+            raise ValueError(f"{where}: batch_norm must be true or false.")
+    head = spec.head
+    _check_choice(head.pooling, HEAD_POOLINGS, "Head: pooling")
+    _check_choice(head.activation, ACTIVATIONS, "Head: activation")
+    _check_fraction(head.dropout, "Head: dropout")
+    if not isinstance(head.dense_units, list) or len(head.dense_units) > 4:
+        raise ValueError("Head: dense_units must be a list of at most 4 layer sizes.")
+    for units in head.dense_units:
+        _check_int(units, 1, 4096, "Head: dense units")
+
+
+def article_baseline() -> ModelSpec:
+    """The article's network: Flatten → Dense(256, relu) → Dense(classes, softmax)."""
+    return ModelSpec(name="Article baseline", blocks=[], head=Head(pooling="flatten", dense_units=[256]))
+
+
+def simple_cnn() -> ModelSpec:
+    return ModelSpec(
+        name="Simple CNN",
+        blocks=[ConvBlock(filters=32), ConvBlock(filters=64)],
+        head=Head(pooling="flatten", dense_units=[128], dropout=0.3),
+    )
+
+
+def lenet5() -> ModelSpec:
+    """LeCun et al. 1998, with 'same' padding first so 28×28 input works as 32×32 did."""
+    return ModelSpec(
+        name="LeNet-5",
+        blocks=[
+            ConvBlock(filters=6, kernel_size=5, activation="tanh", pooling="average"),
+            ConvBlock(filters=16, kernel_size=5, padding="valid", activation="tanh", pooling="average"),
+        ],
+        head=Head(pooling="flatten", dense_units=[120, 84], activation="tanh"),
+    )
+
+
+def vgg_mini() -> ModelSpec:
+    return ModelSpec(
+        name="VGG-style mini",
+        blocks=[
+            ConvBlock(conv_layers=2, filters=32, batch_norm=True, dropout=0.1),
+            ConvBlock(conv_layers=2, filters=64, batch_norm=True, dropout=0.2),
+        ],
+        head=Head(pooling="flatten", dense_units=[128], dropout=0.3),
+    )
+
+
+def resnet_mini() -> ModelSpec:
+    return ModelSpec(
+        name="ResNet-style mini",
+        blocks=[
+            ConvBlock(kind="plain", filters=32, batch_norm=True, pooling="none"),
+            ConvBlock(kind="residual", conv_layers=2, filters=32, batch_norm=True, pooling="max"),
+            ConvBlock(kind="residual", conv_layers=2, filters=64, batch_norm=True, pooling="none"),
+        ],
+        head=Head(pooling="global_average", dense_units=[]),
+    )
+
+
+def mobilenet_mini() -> ModelSpec:
+    return ModelSpec(
+        name="MobileNet-style mini",
+        blocks=[
+            ConvBlock(kind="plain", filters=32, batch_norm=True, pooling="none"),
+            ConvBlock(kind="separable", filters=64, batch_norm=True, pooling="max"),
+            ConvBlock(kind="separable", filters=128, batch_norm=True, pooling="none"),
+        ],
+        head=Head(pooling="global_average", dense_units=[], dropout=0.2),
+    )
+
+
+PRESETS = {
+    spec.name: spec
+    for spec in (article_baseline(), lenet5(), simple_cnn(), vgg_mini(), resnet_mini(), mobilenet_mini())
+}
+
+
+def preset(name: str) -> ModelSpec:
+    """A fresh copy of a preset, safe to edit."""
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset {name!r}; choose from {', '.join(PRESETS)}.")
+    return ModelSpec.from_dict(PRESETS[name].to_dict())
+
+
+def with_block(spec: ModelSpec, index: int, **changes) -> ModelSpec:
+    """A copy of ``spec`` with block ``index`` changed."""
+    blocks = [replace(b) for b in spec.blocks]
+    blocks[index] = replace(blocks[index], **changes)
+    return replace(spec, blocks=blocks)

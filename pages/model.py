@@ -1,0 +1,55 @@
+"""Model: design a network with sliders and see every layer's shape and cost."""
+
+import streamlit as st
+
+from dcnn_core import plan
+from ui import model_form, resources, state
+
+state.ensure_started_from_app()
+
+st.title("Model")
+dataset = resources.current_dataset()
+model_form.ensure_widget_state()
+
+st.caption(
+    f"Designing for **{dataset.title}**: input {' × '.join(map(str, dataset.input_shape))}, "
+    f"{dataset.num_classes} classes. Pixels are divided by 255 inside the model."
+)
+model_form.preset_picker()
+
+analysis_slot = st.container()
+design, summary = st.columns([1, 1], gap="large")
+with design:
+    st.slider("Conv blocks", 0, model_form.MAX_BLOCKS, key="model_block_count")
+    for index in range(st.session_state["model_block_count"]):
+        model_form.block_controls(index)
+    model_form.head_controls()
+
+spec = model_form.spec_from_widgets()
+st.session_state[state.MODEL_SPEC] = spec
+analysis = plan.analyse(spec, dataset.input_shape, dataset.num_classes, resources.settings().max_parameters)
+
+with analysis_slot:
+    if not analysis.ok:
+        st.error(f"This design cannot be trained: {analysis.error}", icon=":material/block:")
+    else:
+        a, b, c, d = st.columns(4)
+        a.metric("Parameters", f"{analysis.total_parameters:,}")
+        b.metric("Multiply-adds per image", f"{analysis.total_mult_adds / 1e6:,.2f} M")
+        c.metric("Activation memory per image", f"{analysis.activation_bytes / 1024:,.0f} KiB", help="float32 outputs of every layer for one image")
+        d.metric("Layers", len(analysis.layers) - 1)
+
+with summary:
+    st.markdown(f"**{spec.name}** — layer by layer")
+    st.dataframe(
+        {
+            "Layer": [layer.name for layer in analysis.layers],
+            "Type": [layer.class_name for layer in analysis.layers],
+            "Output shape": [plan.format_shape(layer.output_shape) for layer in analysis.layers],
+            "Parameters": [layer.parameters for layer in analysis.layers],
+            "Multiply-adds": [layer.mult_adds for layer in analysis.layers],
+        },
+        hide_index=True,
+        key="model_summary",
+        height=min(36 * (len(analysis.layers) + 1) + 4, 720),
+    )

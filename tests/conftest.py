@@ -1,0 +1,32 @@
+"""Shared fixtures: tiny seeded data, and one small trained model for the whole session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("DCNN_TF_THREADS", "2")  # tests own the machine; the app keeps a core free
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from dcnn_core import datasets, spec, training  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_shapes() -> datasets.Dataset:
+    """30 images per shape, 16×16 grayscale: trains in about a second."""
+    return datasets.load_shapes(count_per_class=30, image_size=16, seed=1)
+
+
+@pytest.fixture(scope="session")
+def digits() -> datasets.Dataset:
+    return datasets.load_digits()
+
+
+@pytest.fixture(scope="session")
+def trained_job(tiny_shapes) -> training.TrainingJob:
+    """A Simple CNN trained for 2 epochs on tiny Shapes, through the real job machinery."""
+    job = training.TrainingJob(spec.preset("Simple CNN"), tiny_shapes, training.TrainConfig(epochs=2, batch_size=16, seed=3))
+    job.run()
+    assert job.status == training.FINISHED, job.snapshot().message
+    return job

@@ -1,0 +1,120 @@
+"""The training job: runs, reports metrics, stops on request, reports divergence, queues."""
+
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from dcnn_core import spec, training
+from dcnn_core.evaluation import predict_probabilities
+
+
+def _wait_for(predicate, timeout=60.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_finished_job_reports_metrics_and_a_working_model(trained_job, tiny_shapes):
+    progress = trained_job.snapshot()
+    assert progress.status == training.FINISHED
+    assert progress.epoch == 2 and progress.fraction_done == 1.0
+    assert len(progress.history["loss"]) == 2 and len(progress.history["val_accuracy"]) == 2
+    assert all(math.isfinite(v) for v in progress.history["loss"])
+    assert len(progress.batch_loss) == len(progress.batch_steps) > 0
+    probabilities = predict_probabilities(trained_job.model, tiny_shapes.x_test[:5])
+    assert probabilities.shape == (5, 6)
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_article_baseline_trains_through_the_job(tiny_shapes):
+    job = training.TrainingJob(spec.preset("Article baseline"), tiny_shapes, training.TrainConfig(epochs=1, batch_size=16))
+    job.run()
+    assert job.status == training.FINISHED
+    assert job.model.count_params() == 16 * 16 * 256 + 256 + 256 * 6 + 6
+
+
+def test_stop_ends_within_a_batch_and_keeps_the_weights(digits):
+    job = training.TrainingJob(spec.preset("Simple CNN"), digits, training.TrainConfig(epochs=50, batch_size=8))
+    thread = threading.Thread(target=job.run)
+    thread.start()
+    assert _wait_for(lambda: job.snapshot().batch >= 3), job.snapshot().message
+    job.request_stop()
+    assert job.wait(timeout=10), "training did not stop"
+    progress = job.snapshot()
+    assert progress.status == training.STOPPED
+    assert "kept" in progress.message
+    assert progress.epoch < 50
+    # The model trained so far is usable.
+    assert predict_probabilities(job.model, digits.x_test[:3]).shape == (3, 10)
+
+
+def test_nan_loss_stops_with_a_clear_message(digits):
+    design = spec.preset("Simple CNN")
+    design.rescale = False  # raw 0–255 pixels with a huge step: the loss overflows
+    job = training.TrainingJob(design, digits, training.TrainConfig(epochs=3, optimizer="sgd", learning_rate=100.0))
+    job.run()
+    progress = job.snapshot()
+    assert progress.status == training.DIVERGED
+    assert "the loss became nan" in progress.message.lower() or "the loss became inf" in progress.message.lower()
+    assert "learning rate" in progress.message
+
+
+def test_an_exception_in_training_fails_only_that_job(tiny_shapes, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated out of memory\nwith a second line")
+
+    monkeypatch.setattr(training, "build_and_compile", broken)
+    job = training.TrainingJob(spec.preset("Simple CNN"), tiny_shapes, training.TrainConfig(epochs=1))
+    job.run()
+    progress = job.snapshot()
+    assert progress.status == training.FAILED
+    assert progress.message == "RuntimeError: simulated out of memory"
+    assert "Traceback" in progress.details
+
+
+def test_registry_limit_queues_the_second_job_and_cancelling_it_works(digits):
+    registry = training.JobRegistry(max_concurrent=1)
+    first = registry.submit(training.TrainingJob(spec.preset("Simple CNN"), digits, training.TrainConfig(epochs=50, batch_size=8), owner="a"))
+    second = registry.submit(training.TrainingJob(spec.preset("Article baseline"), digits, training.TrainConfig(epochs=1), owner="b"))
+    assert _wait_for(lambda: first.status == training.RUNNING)
+    time.sleep(0.5)
+    assert second.status == training.QUEUED
+    assert second.snapshot().queue_position == 1
+    assert registry.running_count() == 1
+    assert [job.owner for job in registry.jobs(owner="b")] == ["b"]
+    first.request_stop()
+    assert first.wait(10)
+    assert second.wait(60)
+    assert second.status == training.FINISHED  # it got the slot once the first ended
+
+
+def test_a_queued_job_can_be_cancelled(digits):
+    registry = training.JobRegistry(max_concurrent=1)
+    first = registry.submit(training.TrainingJob(spec.preset("Simple CNN"), digits, training.TrainConfig(epochs=50, batch_size=8)))
+    second = registry.submit(training.TrainingJob(spec.preset("Simple CNN"), digits, training.TrainConfig(epochs=5)))
+    assert _wait_for(lambda: first.status == training.RUNNING)
+    second.request_stop()
+    assert second.wait(5)
+    assert second.status == training.STOPPED and "before it started" in second.snapshot().message
+    first.request_stop()
+    assert first.wait(10)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"optimizer": "adagrad"}, "Optimizer must be one of"),
+        ({"batch_size": 0}, "batch size"),
+        ({"epochs": 0}, "Epochs"),
+        ({"validation_split": 0.95}, "validation split"),
+    ],
+)
+def test_bad_training_settings_are_refused(tiny_shapes, changes, message):
+    with pytest.raises(ValueError, match=message):
+        training.TrainingJob(spec.preset("Simple CNN"), tiny_shapes, training.TrainConfig(**changes))

@@ -1,0 +1,1 @@
+"""Streamlit pieces shared by the pages: session state, cached resources, the frame."""

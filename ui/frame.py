@@ -1,0 +1,50 @@
+"""The frame drawn around every page: current data set, model and training status."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dcnn_core.training import ACTIVE_STATES
+from ui import resources, state
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
+
+
+def training_line() -> str:
+    """One line on the selected training job, e.g. 'running — epoch 3/10'."""
+    job = resources.selected_job()
+    if job is None:
+        return "not started"
+    progress = job.snapshot()
+    if progress.status == "running":
+        return f"running — epoch {min(progress.epoch + 1, progress.epochs)}/{progress.epochs}"
+    if progress.status == "queued":
+        return f"queued — place {progress.queue_position or '?'} in line"
+    accuracy = [v for v in progress.history.get("val_accuracy", []) if v == v]
+    suffix = f", validation accuracy {accuracy[-1]:.1%}" if accuracy else ""
+    return f"{progress.status}{suffix}"
+
+
+def _status_lines() -> None:
+    spec = state.model_spec_state()
+    st.caption(f"**Data:** {resources.dataset_title(state.dataset_choice())}")
+    st.caption(f"**Model:** {spec.name}")
+    st.caption(f"**Training:** {training_line()}")
+
+
+_live_status_lines = st.fragment(run_every=2.0)(_status_lines)
+
+
+def draw_frame(slot) -> None:
+    """Sidebar summary shown on every page; it refreshes itself while a training runs."""
+    with slot:
+        st.markdown("**Your session**")
+        if any(job.status in ACTIVE_STATES for job in resources.session_jobs()):
+            _live_status_lines()
+        else:
+            _status_lines()

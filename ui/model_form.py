@@ -1,0 +1,158 @@
+"""The Model page's widgets, bound to a ModelSpec through session-state keys.
+
+Widgets never take ``value=``: each key is filled from the spec once (or when a
+preset or a block button replaces the spec), and the spec is read back from the
+keys after every run. So presets fill the sliders, and sliders stay free to edit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+
+import streamlit as st
+
+from dcnn_core import spec as model_spec
+from dcnn_core.spec import ConvBlock, Head, ModelSpec
+from ui import state
+
+FILTER_CHOICES = [4, 6, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256]
+UNIT_CHOICES = [8, 16, 32, 64, 84, 120, 128, 256, 512, 1024]
+MAX_BLOCKS = 6
+MAX_DENSE = 3
+BLOCK_FIELDS = [f.name for f in fields(ConvBlock)]
+
+
+def _block_key(index: int, name: str) -> str:
+    return f"model_b{index}_{name}"
+
+
+def load_spec_into_widgets(spec: ModelSpec) -> None:
+    """Write every widget key from ``spec`` (allowed before widgets render, or in a callback)."""
+    st.session_state["model_block_count"] = len(spec.blocks)
+    for index, block in enumerate(spec.blocks):
+        for name in BLOCK_FIELDS:
+            st.session_state[_block_key(index, name)] = getattr(block, name)
+    head = spec.head
+    st.session_state["model_head_pooling"] = head.pooling
+    st.session_state["model_head_activation"] = head.activation
+    st.session_state["model_head_dropout"] = float(head.dropout)
+    st.session_state["model_dense_count"] = len(head.dense_units)
+    for index, units in enumerate(head.dense_units):
+        st.session_state[f"model_dense{index}_units"] = units
+    st.session_state["model_base_name"] = spec.name.removesuffix(" (edited)")
+    st.session_state[state.MODEL_SPEC] = spec
+
+
+def ensure_widget_state() -> None:
+    """Fill keys missing after the page was left (Streamlit drops unrendered widgets' state)."""
+    required = ("model_block_count", "model_head_pooling", "model_dense_count", "model_head_dropout")
+    if any(key not in st.session_state for key in required):
+        load_spec_into_widgets(state.model_spec_state())
+
+
+def _fill_new_block(index: int) -> None:
+    if _block_key(index, "filters") in st.session_state:
+        return
+    previous = _block_from_widgets(index - 1) if index > 0 else ConvBlock(filters=16)
+    block = replace(previous, filters=min(256, previous.filters * 2)) if index > 0 else previous
+    for name in BLOCK_FIELDS:
+        st.session_state[_block_key(index, name)] = getattr(block, name)
+
+
+def _block_from_widgets(index: int) -> ConvBlock:
+    return ConvBlock(**{name: st.session_state[_block_key(index, name)] for name in BLOCK_FIELDS})
+
+
+def spec_from_widgets() -> ModelSpec:
+    blocks = [_block_from_widgets(i) for i in range(st.session_state["model_block_count"])]
+    units = [st.session_state.get(f"model_dense{i}_units", 128) for i in range(st.session_state["model_dense_count"])]
+    head = Head(
+        pooling=st.session_state["model_head_pooling"],
+        dense_units=units,
+        activation=st.session_state["model_head_activation"],
+        dropout=float(st.session_state["model_head_dropout"]),
+    )
+    base = st.session_state.get("model_base_name", "Custom")
+    spec = ModelSpec(name=base, rescale=True, blocks=blocks, head=head)
+    if base in model_spec.PRESETS and spec.to_dict() != model_spec.PRESETS[base].to_dict():
+        spec = replace(spec, name=f"{base} (edited)")
+    return spec
+
+
+# --- callbacks ------------------------------------------------------------------------------
+
+
+def _apply_preset() -> None:
+    load_spec_into_widgets(model_spec.preset(st.session_state["model_preset"]))
+
+
+def _change_blocks(operation: str, index: int) -> None:
+    spec = spec_from_widgets()
+    blocks = list(spec.blocks)
+    if operation == "remove":
+        blocks.pop(index)
+    elif operation == "up" and index > 0:
+        blocks[index - 1], blocks[index] = blocks[index], blocks[index - 1]
+    elif operation == "duplicate" and len(blocks) < MAX_BLOCKS:
+        blocks.insert(index + 1, replace(blocks[index]))
+    for stale in range(len(spec.blocks) + 1):
+        for name in BLOCK_FIELDS:
+            st.session_state.pop(_block_key(stale, name), None)
+    load_spec_into_widgets(replace(spec, blocks=blocks))
+
+
+# --- drawing --------------------------------------------------------------------------------
+
+
+def _with_current(choices: list[int], key: str) -> list[int]:
+    """The slider's choices plus the current value (a loaded spec may hold any allowed value)."""
+    return sorted({*choices, st.session_state[key]})
+
+
+def preset_picker() -> None:
+    names = list(model_spec.PRESETS)
+    if st.session_state.get("model_preset") not in names:
+        base = st.session_state.get("model_base_name", "Simple CNN")
+        st.session_state["model_preset"] = base if base in names else names[0]
+    st.selectbox("Preset", names, key="model_preset", on_change=_apply_preset, help="Fills every slider below; edit freely afterwards.")
+
+
+def block_controls(index: int) -> None:
+    """The widgets of one convolutional block."""
+    _fill_new_block(index)
+    key = lambda name: _block_key(index, name)  # noqa: E731
+    with st.container(border=True):
+        title, up, dup, remove = st.columns([6, 1, 1, 1], vertical_alignment="center")
+        title.markdown(f"**Block {index + 1}**")
+        up.button("", icon=":material/arrow_upward:", key=f"model_b{index}_up", help="Move this block up", on_click=_change_blocks, args=("up", index), disabled=index == 0)
+        dup.button("", icon=":material/content_copy:", key=f"model_b{index}_dup", help="Duplicate this block", on_click=_change_blocks, args=("duplicate", index))
+        remove.button("", icon=":material/delete:", key=f"model_b{index}_remove", help="Remove this block", on_click=_change_blocks, args=("remove", index))
+        a, b, c = st.columns(3)
+        a.selectbox("Kind", model_spec.BLOCK_KINDS, key=key("kind"), help="plain convolutions; residual adds a skip connection; separable is depthwise + pointwise (MobileNet)")
+        a.slider("Conv layers", 1, 6, key=key("conv_layers"))
+        a.select_slider("Filters", _with_current(FILTER_CHOICES, key("filters")), key=key("filters"))
+        b.select_slider("Kernel size", _with_current([1, 3, 5, 7], key("kernel_size")), key=key("kernel_size"))
+        b.select_slider("Stride", _with_current([1, 2], key("stride")), key=key("stride"))
+        b.selectbox("Padding", model_spec.PADDINGS, key=key("padding"))
+        c.selectbox("Activation", model_spec.ACTIVATIONS, key=key("activation"))
+        c.selectbox("Pooling", model_spec.POOLINGS, key=key("pooling"))
+        c.slider("Dropout", 0.0, 0.7, step=0.05, key=key("dropout"))
+        a.toggle("Batch norm", key=key("batch_norm"), help="BatchNormalization after each convolution")
+        st.session_state.setdefault(key("pool_size"), 2)
+
+
+def head_controls() -> None:
+    with st.container(border=True):
+        st.markdown("**Head**")
+        a, b, c = st.columns(3)
+        a.selectbox(
+            "Feature maps → vector", model_spec.HEAD_POOLINGS, key="model_head_pooling",
+            format_func={"flatten": "Flatten", "global_average": "Global average pooling", "global_max": "Global max pooling"}.get,
+        )  # fmt: skip
+        b.slider("Dense layers", 0, MAX_DENSE, key="model_dense_count")
+        c.selectbox("Dense activation", model_spec.ACTIVATIONS, key="model_head_activation")
+        for index in range(st.session_state["model_dense_count"]):
+            st.session_state.setdefault(f"model_dense{index}_units", 128)
+            units_key = f"model_dense{index}_units"
+            b.select_slider(f"Units in dense layer {index + 1}", _with_current(UNIT_CHOICES, units_key), key=units_key)
+        c.slider("Dropout", 0.0, 0.7, step=0.05, key="model_head_dropout")

@@ -1,0 +1,66 @@
+"""Session-state keys, each created once here, and typed accessors."""
+
+from __future__ import annotations
+
+import uuid
+
+import streamlit as st
+
+from dcnn_core import spec as model_spec
+from dcnn_core.training import TrainConfig
+
+OWNER = "owner_id"  # a random id per browser session: whose jobs are whose
+DATASET_CHOICE = "dataset_choice"  # {"key": registry key, "options": loader options}
+DATASET_NOTICE = "dataset_notice"  # one-sentence message after a failed load, or None
+MODEL_SPEC = "model_spec"  # the ModelSpec the Model page edits
+TRAIN_CONFIG = "train_config"  # the TrainConfig the Train page edits
+JOB_IDS = "job_ids"  # this session's training jobs, oldest first
+SELECTED_JOB = "selected_job"  # the job the Train and Predict pages show
+EVALUATIONS = "evaluations"  # job id → Evaluation on the test split
+
+DEFAULT_DATASET = {"key": "fashion_mnist", "options": {}}
+FALLBACK_DATASET = {"key": "shapes", "options": {"count_per_class": 600, "image_size": 28, "colour": False, "seed": 0}}
+
+
+def init_state() -> None:
+    """Create every key this app uses, once per session."""
+    defaults = {
+        OWNER: lambda: uuid.uuid4().hex,
+        DATASET_CHOICE: lambda: dict(DEFAULT_DATASET),
+        DATASET_NOTICE: lambda: None,
+        MODEL_SPEC: lambda: model_spec.preset("Simple CNN"),
+        TRAIN_CONFIG: TrainConfig,
+        JOB_IDS: list,
+        SELECTED_JOB: lambda: None,
+        EVALUATIONS: dict,
+    }
+    for key, make in defaults.items():
+        if key not in st.session_state:
+            st.session_state[key] = make()
+
+
+def dataset_choice() -> dict:
+    return st.session_state[DATASET_CHOICE]
+
+
+def model_spec_state() -> model_spec.ModelSpec:
+    return st.session_state[MODEL_SPEC]
+
+
+def train_config() -> TrainConfig:
+    return st.session_state[TRAIN_CONFIG]
+
+
+def ensure_started_from_app() -> None:
+    """Rerun through app.py when Streamlit ran a page file on its own.
+
+    Until ``st.navigation`` has run once in a server process, Streamlit treats the
+    ``pages/`` folder the legacy way: the first visitor who lands straight on e.g.
+    ``/train`` gets ``pages/train.py`` without app.py (no state, no frame). Turning
+    the legacy mode off and rerunning sends that visitor through app.py.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
