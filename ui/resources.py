@@ -14,6 +14,7 @@ from dcnn_core.training import JobRegistry, TrainingJob
 from ui import state
 
 RETRY_FAILED_DOWNLOAD_S = 120
+CUSTOM_KEY = "custom"  # DATASET_CHOICE key for a user's own images: {"key": "custom", "options": {"name": ...}}
 
 
 @st.cache_resource
@@ -58,6 +59,13 @@ def load_dataset(choice: dict) -> datasets.Dataset:
 def current_dataset() -> datasets.Dataset:
     """The session's data set; if it cannot be fetched, switch to Shapes and leave a notice."""
     choice = state.dataset_choice()
+    if choice["key"] == CUSTOM_KEY:
+        custom = st.session_state[state.CUSTOM_DATASETS].get(choice["options"].get("name"))
+        if custom is not None:
+            return custom
+        st.session_state[state.DATASET_NOTICE] = "Your image set is no longer here (removed). Showing Shapes for now."
+        st.session_state[state.DATASET_CHOICE] = dict(state.FALLBACK_DATASET)
+        return load_dataset(state.FALLBACK_DATASET)
     try:
         return load_dataset(choice)
     except datasets.DatasetUnavailable as error:
@@ -79,5 +87,7 @@ def selected_job() -> TrainingJob | None:
 
 
 def dataset_title(choice: dict) -> str:
+    if choice["key"] == CUSTOM_KEY:
+        return f"Your images: {choice['options'].get('name', '')}"
     option = datasets.REGISTRY.get(choice["key"])
     return option.title if option else choice["key"]

@@ -17,6 +17,7 @@ TRAIN_CONFIG = "train_config"  # the TrainConfig the Train page edits
 JOB_IDS = "job_ids"  # this session's training jobs, oldest first
 SELECTED_JOB = "selected_job"  # the job the Train and Predict pages show
 EVALUATIONS = "evaluations"  # job id → Evaluation on the test split
+CUSTOM_DATASETS = "custom_datasets"  # name → Dataset built from this user's own images
 
 DEFAULT_DATASET = {"key": "fashion_mnist", "options": {}}
 FALLBACK_DATASET = {"key": "shapes", "options": {"count_per_class": 600, "image_size": 28, "colour": False, "seed": 0}}
@@ -33,6 +34,7 @@ def init_state() -> None:
         JOB_IDS: list,
         SELECTED_JOB: lambda: None,
         EVALUATIONS: dict,
+        CUSTOM_DATASETS: dict,
     }
     for key, make in defaults.items():
         if key not in st.session_state:
