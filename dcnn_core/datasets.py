@@ -138,8 +138,7 @@ def _keras_loader(name: str, title: str):
         return getattr(import_keras().datasets, name).load_data()
     except Exception as error:  # download failures surface as many exception types
         raise DatasetUnavailable(
-            f"{title} could not be downloaded — this server seems to be offline, "
-            "so use a bundled set (Shapes or Handwritten digits)."
+            f"{title} could not be downloaded — this server seems to be offline, so use a bundled set (Shapes or Handwritten digits)."
         ) from error
 
 
@@ -167,16 +166,17 @@ def load_cifar10() -> Dataset:
     )  # fmt: skip
 
 
-REGISTRY: dict[str, DatasetOption] = {
-    option.key: option
-    for option in (
-        DatasetOption("fashion_mnist", "Fashion-MNIST", "70,000 clothing photos, 28×28 grayscale — the article's data.", True, load_fashion_mnist),
-        DatasetOption("shapes", "Shapes (generated)", "Circles, squares, stars… anywhere in the frame. Works offline.", False, load_shapes),
-        DatasetOption("digits", "Handwritten digits (bundled)", "1,797 real 8×8 digits shipped with scikit-learn. Works offline.", False, load_digits),
-        DatasetOption("mnist", "MNIST", "70,000 handwritten digits, 28×28 grayscale.", True, load_mnist),
-        DatasetOption("cifar10", "CIFAR-10", "60,000 small colour photos, 32×32, ten classes.", True, load_cifar10),
-    )
-}  # fmt: skip
+_OPTIONS = (
+    DatasetOption("fashion_mnist", "Fashion-MNIST", "70,000 clothing photos, 28×28 grayscale — the article's data.",
+                  True, load_fashion_mnist),
+    DatasetOption("shapes", "Shapes (generated)", "Circles, squares, stars… anywhere in the frame. Works offline.",
+                  False, load_shapes),
+    DatasetOption("digits", "Handwritten digits (bundled)", "1,797 real 8×8 digits shipped with scikit-learn. Works offline.",
+                  False, load_digits),
+    DatasetOption("mnist", "MNIST", "70,000 handwritten digits, 28×28 grayscale.", True, load_mnist),
+    DatasetOption("cifar10", "CIFAR-10", "60,000 small colour photos, 32×32, ten classes.", True, load_cifar10),
+)  # fmt: skip
+REGISTRY: dict[str, DatasetOption] = {option.key: option for option in _OPTIONS}
 
 
 def load_dataset(key: str, **options) -> Dataset:

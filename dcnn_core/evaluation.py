@@ -43,9 +43,7 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray, class_names: tuple[s
         probabilities=probabilities,
         predicted=predicted,
         confusion=confusion_matrix(labels, predicted, labels=classes),
-        report=classification_report(
-            labels, predicted, labels=classes, target_names=list(class_names), output_dict=True, zero_division=0
-        ),
+        report=classification_report(labels, predicted, labels=classes, target_names=list(class_names), output_dict=True, zero_division=0),
     )
 
 

@@ -8,8 +8,8 @@ import math
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 from PIL import Image
+from plotly.subplots import make_subplots
 
 TRAIN_COLOUR, VALIDATION_COLOUR = "#1f77b4", "#ff7f0e"
 
@@ -61,7 +61,9 @@ def pixel_histogram(images: np.ndarray, sample: int = 2000) -> go.Figure:
     return fig
 
 
-def training_curves(history: dict[str, list[float]], batch_steps: list[float], batch_loss: list[float], batch_accuracy: list[float]) -> go.Figure:
+def training_curves(
+    history: dict[str, list[float]], batch_steps: list[float], batch_loss: list[float], batch_accuracy: list[float]
+) -> go.Figure:
     """Loss and accuracy: per batch (thin lines) and per epoch, training and validation."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.1)
     epochs = list(range(1, len(history.get("loss", [])) + 1))
@@ -112,7 +114,9 @@ def top_k_bar(top: list[tuple[str, float]]) -> go.Figure:
     fig = go.Figure(
         go.Bar(x=values, y=names, orientation="h", marker_color=TRAIN_COLOUR, text=[f"{v:.1%}" for v in values], textposition="auto")
     )
-    fig.update_layout(title="Top predictions", xaxis=dict(range=[0, 1], tickformat=".0%"), height=60 + 36 * len(top), margin=dict(t=40, b=10))
+    fig.update_layout(
+        title="Top predictions", xaxis=dict(range=[0, 1], tickformat=".0%"), height=60 + 36 * len(top), margin=dict(t=40, b=10)
+    )
     return fig
 
 

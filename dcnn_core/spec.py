@@ -206,10 +206,7 @@ def mobilenet_mini() -> ModelSpec:
     )
 
 
-PRESETS = {
-    spec.name: spec
-    for spec in (article_baseline(), lenet5(), simple_cnn(), vgg_mini(), resnet_mini(), mobilenet_mini())
-}
+PRESETS = {spec.name: spec for spec in (article_baseline(), lenet5(), simple_cnn(), vgg_mini(), resnet_mini(), mobilenet_mini())}
 
 
 def preset(name: str) -> ModelSpec:

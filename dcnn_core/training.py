@@ -375,4 +375,3 @@ class JobRegistry:
 
 def config_dict(config: TrainConfig) -> dict:
     return asdict(config)
-

@@ -18,7 +18,7 @@ steps = [
     ("pages/predict.py", "4 · Predict", "Test-set accuracy, the confusion matrix, and predictions on your own photos."),
 ]
 columns = st.columns(len(steps))
-for column, (page, title, text) in zip(columns, steps):
+for column, (page, title, text) in zip(columns, steps, strict=True):
     with column, st.container(border=True):
         st.page_link(page, label=title)
         st.caption(text)

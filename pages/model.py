@@ -36,7 +36,11 @@ with analysis_slot:
         a, b, c, d = st.columns(4)
         a.metric("Parameters", f"{analysis.total_parameters:,}")
         b.metric("Multiply-adds per image", f"{analysis.total_mult_adds / 1e6:,.2f} M")
-        c.metric("Activation memory per image", f"{analysis.activation_bytes / 1024:,.0f} KiB", help="float32 outputs of every layer for one image")
+        c.metric(
+            "Activation memory per image",
+            f"{analysis.activation_bytes / 1024:,.0f} KiB",
+            help="float32 outputs of every layer for one image",
+        )
         d.metric("Layers", len(analysis.layers) - 1)
 
 with summary:

@@ -17,6 +17,7 @@ def _png_bytes(array: np.ndarray) -> bytes:
 
 def _huge_png(width: int, height: int) -> bytes:
     """A valid PNG header claiming width×height, with a tiny compressed body (a decompression bomb)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 

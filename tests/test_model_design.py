@@ -35,7 +35,12 @@ def test_lenet_on_8x8_names_the_layer_that_fails():
 def test_article_baseline_matches_the_article_model():
     keras = import_keras()
     reference = keras.Sequential(
-        [keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(256, activation="relu"), keras.layers.Dense(10, activation="softmax")]
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
     )
     ours = build_model(spec.preset("Article baseline"), (28, 28, 1), 10)
     assert ours.count_params() == reference.count_params() == 203_530

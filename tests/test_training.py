@@ -80,7 +80,9 @@ def test_an_exception_in_training_fails_only_that_job(tiny_shapes, monkeypatch):
 
 def test_registry_limit_queues_the_second_job_and_cancelling_it_works(digits):
     registry = training.JobRegistry(max_concurrent=1)
-    first = registry.submit(training.TrainingJob(spec.preset("Simple CNN"), digits, training.TrainConfig(epochs=50, batch_size=8), owner="a"))
+    first = registry.submit(
+        training.TrainingJob(spec.preset("Simple CNN"), digits, training.TrainConfig(epochs=50, batch_size=8), owner="a")
+    )
     second = registry.submit(training.TrainingJob(spec.preset("Article baseline"), digits, training.TrainConfig(epochs=1), owner="b"))
     assert _wait_for(lambda: first.status == training.RUNNING)
     time.sleep(0.5)

@@ -124,11 +124,38 @@ def block_controls(index: int) -> None:
     with st.container(border=True):
         title, up, dup, remove = st.columns([6, 1, 1, 1], vertical_alignment="center")
         title.markdown(f"**Block {index + 1}**")
-        up.button("", icon=":material/arrow_upward:", key=f"model_b{index}_up", help="Move this block up", on_click=_change_blocks, args=("up", index), disabled=index == 0)
-        dup.button("", icon=":material/content_copy:", key=f"model_b{index}_dup", help="Duplicate this block", on_click=_change_blocks, args=("duplicate", index))
-        remove.button("", icon=":material/delete:", key=f"model_b{index}_remove", help="Remove this block", on_click=_change_blocks, args=("remove", index))
+        up.button(
+            "",
+            icon=":material/arrow_upward:",
+            key=f"model_b{index}_up",
+            help="Move this block up",
+            on_click=_change_blocks,
+            args=("up", index),
+            disabled=index == 0,
+        )
+        dup.button(
+            "",
+            icon=":material/content_copy:",
+            key=f"model_b{index}_dup",
+            help="Duplicate this block",
+            on_click=_change_blocks,
+            args=("duplicate", index),
+        )
+        remove.button(
+            "",
+            icon=":material/delete:",
+            key=f"model_b{index}_remove",
+            help="Remove this block",
+            on_click=_change_blocks,
+            args=("remove", index),
+        )
         a, b, c = st.columns(3)
-        a.selectbox("Kind", model_spec.BLOCK_KINDS, key=key("kind"), help="plain convolutions; residual adds a skip connection; separable is depthwise + pointwise (MobileNet)")
+        a.selectbox(
+            "Kind",
+            model_spec.BLOCK_KINDS,
+            key=key("kind"),
+            help="plain convolutions; residual adds a skip connection; separable is depthwise + pointwise (MobileNet)",
+        )
         a.slider("Conv layers", 1, 6, key=key("conv_layers"))
         a.select_slider("Filters", _with_current(FILTER_CHOICES, key("filters")), key=key("filters"))
         b.select_slider("Kernel size", _with_current([1, 3, 5, 7], key("kernel_size")), key=key("kernel_size"))

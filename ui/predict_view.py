@@ -45,7 +45,7 @@ def show_prediction(job: TrainingJob, prepared: images.PreparedImage, key: str) 
     """The input pipeline, step by step, and the top-k probabilities."""
     steps = st.columns(len(prepared.steps) + 1)
     steps[0].image(_display(prepared.original), caption="Your image", use_container_width=True)
-    for column, (caption, pixels) in zip(steps[1:], prepared.steps):
+    for column, (caption, pixels) in zip(steps[1:], prepared.steps, strict=True):
         column.image(_display(pixels), caption=caption, use_container_width=True)
     probabilities = evaluation.predict_probabilities(job.model, prepared.model_input[None])[0]
     top = evaluation.top_k(probabilities, job.dataset.class_names, k=min(5, job.dataset.num_classes))

@@ -18,12 +18,27 @@ def config_controls() -> TrainConfig:
     """Training settings widgets; returns the config they describe."""
     current = state.train_config()
     a, b, c = st.columns(3)
-    optimizer = a.selectbox("Optimizer", ["adam", "sgd", "rmsprop", "adamw"], index=["adam", "sgd", "rmsprop", "adamw"].index(current.optimizer), key="train_optimizer")
+    optimizer = a.selectbox(
+        "Optimizer",
+        ["adam", "sgd", "rmsprop", "adamw"],
+        index=["adam", "sgd", "rmsprop", "adamw"].index(current.optimizer),
+        key="train_optimizer",
+    )
     rate_choices = sorted({*LEARNING_RATES, current.learning_rate})
-    learning_rate = a.select_slider("Learning rate", rate_choices, value=current.learning_rate, format_func=lambda v: f"{v:g}", key="train_learning_rate")
+    learning_rate = a.select_slider(
+        "Learning rate", rate_choices, value=current.learning_rate, format_func=lambda v: f"{v:g}", key="train_learning_rate"
+    )
     batch_size = b.select_slider("Batch size", [8, 16, 32, 64, 128, 256], value=current.batch_size, key="train_batch_size")
     epochs = b.slider("Epochs", 1, 50, current.epochs, key="train_epochs")
-    validation = c.slider("Validation split", 0.0, 0.5, current.validation_split, step=0.05, key="train_validation_split", help="Share of the training images held out to check for over-fitting each epoch.")
+    validation = c.slider(
+        "Validation split",
+        0.0,
+        0.5,
+        current.validation_split,
+        step=0.05,
+        key="train_validation_split",
+        help="Share of the training images held out to check for over-fitting each epoch.",
+    )
     seed = c.number_input("Seed", 0, 99_999, current.seed, key="train_seed")
     config = TrainConfig(optimizer, float(learning_rate), int(batch_size), int(epochs), float(validation), int(seed))
     st.session_state[state.TRAIN_CONFIG] = config
@@ -37,7 +52,9 @@ def start_job(config: TrainConfig) -> None:
     import_keras()  # on the script thread first: two threads importing at once can break imports
     dataset = resources.current_dataset()
     settings = resources.settings()
-    job = TrainingJob(state.model_spec_state(), dataset, config, owner=st.session_state[state.OWNER], max_parameters=settings.max_parameters)
+    job = TrainingJob(
+        state.model_spec_state(), dataset, config, owner=st.session_state[state.OWNER], max_parameters=settings.max_parameters
+    )
     resources.job_registry().submit(job)
     st.session_state[state.JOB_IDS].append(job.job_id)
     st.session_state[state.SELECTED_JOB] = job.job_id

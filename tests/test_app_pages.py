@@ -1,0 +1,135 @@
+"""AppTest of every page: no exception, and what the page must show."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dcnn_core import training
+
+TIMEOUT = 60
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+def _offline_fashion(monkeypatch):
+    """Make the default data set's download fail fast, as it does on an offline server."""
+    import keras
+
+    def offline():
+        raise OSError("URL fetch failure: Name or service not known")
+
+    monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", offline)
+
+
+@pytest.fixture
+def app(monkeypatch):
+    _offline_fashion(monkeypatch)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def _goto(at: AppTest, page: str) -> AppTest:
+    at.switch_page(f"pages/{page}.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _plotly(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def test_home_page_shows_the_four_steps(app):
+    assert app.title[0].value == "DCNN Studio"
+    text = " ".join(md.value for md in app.markdown)
+    assert "Why convolutions?" in [h.value for h in app.subheader]
+    assert "0.876" in text
+
+
+def test_data_page_falls_back_to_shapes_offline_and_shows_samples(app):
+    _goto(app, "data")
+    warnings = [w.value for w in app.warning]
+    assert any("Fashion-MNIST could not be downloaded" in w for w in warnings)
+    assert app.selectbox(key="data_dataset").value == "shapes"
+    figures = _plotly(app)
+    grid = figures[0]
+    assert sum(1 for trace in grid["data"] if trace["type"] == "image") == 12  # the article's 2×6
+    assert "circle" in " ".join(md.value for md in app.markdown)
+
+
+def test_data_page_switches_to_digits_and_filters_by_class(app):
+    _goto(app, "data")
+    app.selectbox(key="data_dataset").set_value("digits").run()
+    app.selectbox(key="data_grid_class").set_value(3).run()
+    assert not app.exception
+    grid = _plotly(app)[0]
+    titles = [a["text"] for a in grid["layout"]["annotations"]]
+    assert titles == ["3"] * 12
+    assert "8 × 8 × 1 (grayscale)" in " ".join(md.value for md in app.markdown)
+
+
+def test_model_page_preset_and_slider_change_the_summary(app):
+    _goto(app, "model")
+    app.selectbox(key="model_preset").set_value("Article baseline").run()
+    params = app.metric[0].value
+    assert params == f"{28 * 28 * 256 + 256 + 256 * 6 + 6:,}"  # Shapes has 6 classes
+    app.selectbox(key="model_preset").set_value("Simple CNN").run()
+    before = app.metric[0].value
+    app.select_slider(key="model_b0_filters").set_value(64).run()
+    assert not app.exception
+    assert app.metric[0].value != before
+    assert "Simple CNN (edited)" in " ".join(md.value for md in app.markdown)
+
+
+def test_model_page_refuses_a_design_that_cannot_work(app):
+    _goto(app, "data")
+    app.selectbox(key="data_dataset").set_value("digits").run()
+    _goto(app, "model")
+    app.selectbox(key="model_preset").set_value("LeNet-5").run()
+    errors = [e.value for e in app.error]
+    assert any("cannot be trained" in e and "block2_conv1" in e for e in errors)
+
+
+def test_train_page_starts_shows_metrics_and_stops(app):
+    _goto(app, "train")
+    app.slider(key="train_epochs").set_value(30).run()
+    app.button(key="train_start").click().run()
+    assert not app.exception
+    job_id = app.session_state["selected_job"]
+    assert job_id
+    deadline = time.time() + 60
+    progress = None
+    while time.time() < deadline:
+        app.run()
+        registry_jobs = _session_jobs(app)
+        progress = registry_jobs[0].snapshot()
+        if progress.history["loss"]:
+            break
+        time.sleep(0.5)
+    assert progress is not None and progress.history["loss"], "no metrics arrived"
+    assert any(fig["data"] for fig in _plotly(app)), "no live curves drawn"
+    app.button(key="train_stop").click().run()
+    job = _session_jobs(app)[0]
+    assert job.wait(15)
+    app.run()
+    assert job.status == training.STOPPED
+    assert any("Stopped by you" in i.value for i in app.info)
+    assert not app.exception
+
+
+def _session_jobs(at: AppTest) -> list[training.TrainingJob]:
+    from ui import resources
+
+    registry = resources.job_registry()
+    return [registry.get(job_id) for job_id in at.session_state["job_ids"]]
+
+
+def test_predict_page_without_a_run_says_what_to_do(app):
+    _goto(app, "predict")
+    assert any("Train a model first" in i.value for i in app.info)
