@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from dcnn_core import plan
-from ui import model_form, resources, state
+from dcnn_core import plan, plots
+from ui import model_form, model_view, resources, state
 
 state.ensure_started_from_app()
 
@@ -15,7 +15,12 @@ st.caption(
     f"Designing for **{dataset.title}**: input {' × '.join(map(str, dataset.input_shape))}, "
     f"{dataset.num_classes} classes. Pixels are divided by 255 inside the model."
 )
-model_form.preset_picker()
+top_left, top_right = st.columns([2, 1], vertical_alignment="bottom")
+with top_right.popover("Save or load a design", icon=":material/folder_open:", use_container_width=True):
+    model_view.spec_upload()
+    download_slot = st.empty()
+with top_left:
+    model_form.preset_picker()
 
 analysis_slot = st.container()
 design, summary = st.columns([1, 1], gap="large")
@@ -43,6 +48,9 @@ with analysis_slot:
         )
         d.metric("Layers", len(analysis.layers) - 1)
 
+with download_slot:
+    model_view.spec_download(spec)
+
 with summary:
     st.markdown(f"**{spec.name}** — layer by layer")
     st.dataframe(
@@ -57,3 +65,12 @@ with summary:
         key="model_summary",
         height=min(36 * (len(analysis.layers) + 1) + 4, 720),
     )
+
+diagram_tab, code_tab, compare_tab = st.tabs(["Diagram", "Keras code", "Article baseline vs this design"])
+with diagram_tab:
+    if analysis.ok:
+        st.plotly_chart(plots.architecture_diagram(analysis.layers), key="model_diagram", config={"displayModeBar": False})
+with code_tab:
+    model_view.keras_code(spec, dataset, analysis)
+with compare_tab:
+    model_view.comparison(spec, dataset, analysis)

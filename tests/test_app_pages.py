@@ -133,3 +133,29 @@ def _session_jobs(at: AppTest) -> list[training.TrainingJob]:
 def test_predict_page_without_a_run_says_what_to_do(app):
     _goto(app, "predict")
     assert any("Train a model first" in i.value for i in app.info)
+
+
+def test_model_page_loads_a_design_from_json_and_refuses_a_bad_one(app):
+    from dcnn_core import spec
+
+    _goto(app, "model")
+    design = spec.preset("VGG-style mini")
+    design.name = "My VGG"
+    app.get("file_uploader")[0].set_value(("my_vgg.json", design.to_json().encode(), "application/json")).run()
+    assert not app.exception
+    assert app.session_state["model_block_count"] == 2
+    assert app.session_state["model_b0_conv_layers"] == 2
+    assert any("Loaded the design 'My VGG'" in s.value for s in app.success)
+    app.get("file_uploader")[0].set_value(("broken.json", b'{"blocks": [{"filters": -3}]}', "application/json")).run()
+    assert any("'broken.json' is not a usable design" in e.value and "filters" in e.value for e in app.error)
+    assert app.session_state["model_block_count"] == 2  # the design in hand is kept
+
+
+def test_model_page_shows_code_diagram_and_comparison(app):
+    _goto(app, "model")
+    code = app.get("code")[0].value
+    assert "def build_model():" in code and "layers.Conv2D(" in code
+    figures = _plotly(app)
+    assert any(len(fig["layout"].get("shapes", [])) >= 5 for fig in figures)  # the architecture diagram
+    tables = [frame.value for frame in app.dataframe if "Design" in frame.value.columns]
+    assert list(tables[0]["Design"]) == ["Article baseline", "Simple CNN"]

@@ -164,7 +164,7 @@ def block_controls(index: int) -> None:
         c.selectbox("Activation", model_spec.ACTIVATIONS, key=key("activation"))
         c.selectbox("Pooling", model_spec.POOLINGS, key=key("pooling"))
         c.slider("Dropout", 0.0, 0.7, step=0.05, key=key("dropout"))
-        a.toggle("Batch norm", key=key("batch_norm"), help="BatchNormalization after each convolution")
+        st.toggle("Batch normalisation", key=key("batch_norm"), help="BatchNormalization after each convolution")
         st.session_state.setdefault(key("pool_size"), 2)
 
 
