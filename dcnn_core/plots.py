@@ -69,34 +69,81 @@ def pixel_histogram(images: np.ndarray, sample: int = 2000) -> go.Figure:
     return fig
 
 
+def smooth(values: list[float], weight: float = 0.9) -> list[float]:
+    """Exponential moving average, as TensorBoard smooths noisy per-batch curves."""
+    smoothed, last = [], None
+    for value in values:
+        if not math.isfinite(value):
+            smoothed.append(value)
+            continue
+        last = value if last is None else weight * last + (1 - weight) * value
+        smoothed.append(last)
+    return smoothed
+
+
 def training_curves(
     history: dict[str, list[float]], batch_steps: list[float], batch_loss: list[float], batch_accuracy: list[float]
 ) -> go.Figure:
-    """Loss and accuracy: per batch (thin lines) and per epoch, training and validation."""
+    """Loss and accuracy: per batch (raw and smoothed) and per epoch, training and validation."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.1)
     epochs = list(range(1, len(history.get("loss", [])) + 1))
     for col, (metric, batch_values) in enumerate((("loss", batch_loss), ("accuracy", batch_accuracy)), start=1):
-        show_legend = col == 1
+        legend = col == 1
         fig.add_trace(
-            go.Scatter(x=batch_steps, y=batch_values, name="training (per batch)", mode="lines",
-                       line=dict(color=TRAIN_COLOUR, width=1), opacity=0.35, showlegend=show_legend, legendgroup="batch"),
+            go.Scatter(x=batch_steps, y=batch_values, name="training, per batch", mode="lines", line=dict(color=TRAIN_COLOUR, width=1),
+                       opacity=0.2, showlegend=legend, legendgroup="batch"),
             row=1, col=col,
         )  # fmt: skip
         fig.add_trace(
-            go.Scatter(x=epochs, y=history.get(metric, []), name="training (epoch)", mode="lines+markers",
-                       line=dict(color=TRAIN_COLOUR), showlegend=show_legend, legendgroup="train"),
+            go.Scatter(x=batch_steps, y=smooth(batch_values), name="training, smoothed", mode="lines",
+                       line=dict(color=TRAIN_COLOUR, width=2), showlegend=legend, legendgroup="smooth"),
+            row=1, col=col,
+        )  # fmt: skip
+        fig.add_trace(
+            go.Scatter(x=epochs, y=history.get(metric, []), name="training, end of epoch", mode="markers",
+                       marker=dict(color=TRAIN_COLOUR, size=7, symbol="circle-open"), showlegend=legend, legendgroup="train"),
             row=1, col=col,
         )  # fmt: skip
         validation = history.get(f"val_{metric}", [])
         if any(math.isfinite(v) for v in validation):
             fig.add_trace(
-                go.Scatter(x=epochs, y=validation, name="validation (epoch)", mode="lines+markers",
-                           line=dict(color=VALIDATION_COLOUR), showlegend=show_legend, legendgroup="val"),
+                go.Scatter(x=epochs, y=validation, name="validation", mode="lines+markers",
+                           line=dict(color=VALIDATION_COLOUR), showlegend=legend, legendgroup="val"),
                 row=1, col=col,
             )  # fmt: skip
     fig.update_xaxes(title_text="epoch", rangemode="tozero")
     fig.update_yaxes(rangemode="tozero")
-    fig.update_layout(height=360, margin=dict(t=40, b=10), uirevision="training-curves", legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(height=360, margin=dict(t=40, b=10), uirevision="training-curves", legend=dict(orientation="h", y=-0.22))
+    return fig
+
+
+def rate_and_speed(history: dict[str, list[float]]) -> go.Figure:
+    """Learning rate and throughput (images per second) per epoch."""
+    epochs = list(range(1, len(history.get("learning_rate", [])) + 1))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Learning rate", "Images per second"), horizontal_spacing=0.1)
+    fig.add_trace(go.Scatter(x=epochs, y=history.get("learning_rate", []), mode="lines+markers", showlegend=False), row=1, col=1)
+    fig.add_trace(go.Bar(x=epochs, y=history.get("images_per_s", []), showlegend=False, marker_color=TRAIN_COLOUR), row=1, col=2)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_layout(height=260, margin=dict(t=40, b=10), uirevision="rate-and-speed")
+    return fig
+
+
+def schedule_plot(rates: list[float], note: str = "") -> go.Figure:
+    fig = go.Figure(go.Scatter(x=list(range(1, len(rates) + 1)), y=rates, mode="lines+markers", line_shape="hv"))
+    fig.update_layout(title="Learning rate per epoch" + (f" — {note}" if note else ""), xaxis_title="epoch", yaxis_type="log",
+                      height=240, margin=dict(t=40, b=10))  # fmt: skip
+    return fig
+
+
+def compare_runs(histories: dict[str, dict[str, list[float]]], metric: str = "val_accuracy") -> go.Figure:
+    """One line per run for ``metric`` (per epoch)."""
+    fig = go.Figure()
+    for label, history in histories.items():
+        values = history.get(metric, [])
+        fig.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=values, mode="lines+markers", name=label))
+    fig.update_layout(xaxis_title="epoch", yaxis_title=metric.replace("_", " "), height=340, margin=dict(t=20, b=10),
+                      uirevision=f"compare-{metric}", legend=dict(orientation="h", y=-0.25))  # fmt: skip
     return fig
 
 
@@ -193,4 +240,104 @@ def comparison_bars(names: list[str], values: list[float], title: str, value_for
     fig = go.Figure(go.Bar(x=names, y=values, marker_color=[TRAIN_COLOUR, VALIDATION_COLOUR][: len(names)] * 2,
                            text=[f"{v:{value_format}}" for v in values]))  # fmt: skip
     fig.update_layout(title=title, height=260, margin=dict(t=40, b=10))
+    return fig
+
+
+# --- looking inside a network ------------------------------------------------------------------
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    """A uint8 (H, W, 3) copy of a gray or colour image."""
+    pixels = np.asarray(image)
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    if pixels.ndim == 2:
+        pixels = np.stack([pixels] * 3, axis=-1)
+    return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, title: str = "", opacity: float = 0.5) -> go.Figure:
+    """The image, and beside it the same image under a heatmap (e.g. Grad-CAM) in [0, 1]."""
+    heatmap = np.asarray(heatmap, np.float32)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Input", plain_text(title) or "Heatmap"), horizontal_spacing=0.04)
+    source = _png_uri(_as_rgb(image))
+    fig.add_trace(go.Image(source=source, hoverinfo="skip"), row=1, col=1)
+    fig.add_trace(go.Image(source=source, hoverinfo="skip"), row=1, col=2)
+    fig.add_trace(
+        go.Heatmap(z=heatmap, zmin=0, zmax=1, colorscale="Jet", opacity=opacity, showscale=True,
+                   colorbar=dict(thickness=10, len=0.9), hovertemplate="row %{y}, column %{x}: %{z:.2f}<extra></extra>"),
+        row=1, col=2,
+    )  # fmt: skip
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
+    fig.update_yaxes(scaleanchor="x2", row=1, col=2)
+    fig.update_layout(height=300, margin=dict(l=5, r=5, t=30, b=5))
+    return fig
+
+
+def _tile_grid(count: int, columns: int, titles: list[str], tile_px: int, spacing: float = 0.02):
+    columns = max(1, min(columns, count))
+    rows = max(1, math.ceil(count / columns))
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=spacing, vertical_spacing=0.3 / rows)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, autorange="reversed")
+    fig.update_annotations(font_size=10)
+    fig.update_layout(height=rows * tile_px + 40, margin=dict(l=5, r=5, t=30, b=5))
+    return fig, columns
+
+
+def feature_map_grid(maps: np.ndarray, max_channels: int = 16, columns: int = 8) -> go.Figure:
+    """The first ``max_channels`` channels of one layer's output (H, W, C), each as a gray tile."""
+    maps = np.asarray(maps, np.float32)
+    shown = min(max_channels, maps.shape[-1])
+    fig, columns = _tile_grid(shown, columns, [f"channel {c}" for c in range(shown)], tile_px=100)
+    for channel in range(shown):
+        row, col = divmod(channel, columns)
+        fig.add_trace(
+            go.Heatmap(z=maps[..., channel], colorscale="Gray", showscale=False,
+                       hovertemplate=f"channel {channel}<br>row %{{y}}, column %{{x}}: %{{z:.3f}}<extra></extra>"),
+            row=row + 1, col=col + 1,
+        )  # fmt: skip
+    return fig
+
+
+def filters_grid(filters: np.ndarray, max_filters: int = 32, columns: int = 8) -> go.Figure:
+    """First-layer kernels (k, k, in, out) scaled to 0..1: colour tiles for 3 inputs, else gray (mean over inputs)."""
+    filters = np.asarray(filters, np.float32)
+    shown = min(max_filters, filters.shape[-1])
+    fig, columns = _tile_grid(shown, columns, [f"filter {f}" for f in range(shown)], tile_px=80)
+    for index in range(shown):
+        row, col = divmod(index, columns)
+        kernel = filters[..., index]
+        if kernel.shape[-1] == 3:
+            trace = go.Image(z=np.rint(kernel * 255).astype(np.uint8), hoverinfo="skip")
+        else:
+            trace = go.Heatmap(z=kernel.mean(axis=-1), zmin=0, zmax=1, colorscale="Gray", showscale=False,
+                               hovertemplate=f"filter {index}: %{{z:.2f}}<extra></extra>")  # fmt: skip
+        fig.add_trace(trace, row=row + 1, col=col + 1)
+    return fig
+
+
+def projection_scatter(points: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...], indices: np.ndarray | None = None,
+                       title: str = "") -> go.Figure:  # fmt: skip
+    """2-D points, one colour per class; hovering shows the class and the test image's number."""
+    points = np.asarray(points)
+    labels = np.asarray(labels)
+    indices = np.arange(len(points)) if indices is None else np.asarray(indices)
+    fig = go.Figure()
+    for label, name in enumerate(class_names):
+        members = np.flatnonzero(labels == label)
+        if not len(members):
+            continue
+        shown = plain_text(name)
+        fig.add_trace(
+            go.Scatter(x=points[members, 0], y=points[members, 1], mode="markers", name=shown, customdata=indices[members],
+                       marker=dict(size=6, opacity=0.75),
+                       hovertemplate=f"{shown}<br>test image #%{{customdata}}<extra></extra>"),
+        )  # fmt: skip
+    fig.update_xaxes(showticklabels=False, zeroline=False)
+    fig.update_yaxes(showticklabels=False, zeroline=False)
+    fig.update_layout(
+        title=plain_text(title), height=460, margin=dict(t=40, b=10), uirevision="projection", legend=dict(itemsizing="constant")
+    )
     return fig

@@ -8,48 +8,28 @@ process — caps how many trainings run at once; the rest wait in a queue.
 
 from __future__ import annotations
 
-import itertools
 import math
+import secrets
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 
 from dcnn_core.datasets import Dataset
 from dcnn_core.spec import ModelSpec
+from dcnn_core.training_config import OPTIMIZERS, Augmentation, TrainConfig, scheduled_rate
 
-OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
+__all__ = ["OPTIMIZERS", "Augmentation", "TrainConfig", "TrainingJob", "JobRegistry", "Progress"]
 
 QUEUED, RUNNING, FINISHED, STOPPED, FAILED, DIVERGED = "queued", "running", "finished", "stopped", "failed", "diverged"
 ACTIVE_STATES = (QUEUED, RUNNING)
+ENDED_STATES = (FINISHED, STOPPED, FAILED, DIVERGED)
 MAX_BATCH_POINTS = 4000  # per-batch history kept for the live curves; older points are thinned
-
-
-@dataclass
-class TrainConfig:
-    """How to train: filled by the Train page's widgets."""
-
-    optimizer: str = "adam"  # adam, sgd (with momentum 0.9), rmsprop or adamw
-    learning_rate: float = 1e-3
-    batch_size: int = 32
-    epochs: int = 10
-    validation_split: float = 0.1  # share of the training images held out to validate each epoch
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"Optimizer must be one of {', '.join(OPTIMIZERS)}.")
-        if not (0 < self.learning_rate <= 100):
-            raise ValueError("The learning rate must be above 0 and at most 100.")
-        if not (1 <= self.batch_size <= 4096):
-            raise ValueError("The batch size must be from 1 to 4096.")
-        if not (1 <= self.epochs <= 500):
-            raise ValueError("Epochs must be from 1 to 500.")
-        if not (0 <= self.validation_split < 0.9):
-            raise ValueError("The validation split must be from 0 to below 0.9.")
+DIVERGED_LOSS = 1e6  # cross-entropy starts near ln(classes); a mean loss this big means the weights blew up
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "images_per_s")
 
 
 @dataclass(frozen=True)
@@ -61,16 +41,19 @@ class Progress:
     message: str
     details: str
     epoch: int  # epochs completed
-    epochs: int
+    epochs: int  # epochs planned in all (grows when a run is continued)
     batch: int  # batches done in the current epoch
     batches_per_epoch: int
     elapsed_s: float
     eta_s: float | None
     queue_position: int | None
-    history: dict[str, list[float]]  # per epoch: loss, accuracy, val_loss, val_accuracy
+    history: dict[str, list[float]]  # per epoch: see HISTORY_KEYS
     batch_steps: list[float]  # fractional epoch of each recorded batch
     batch_loss: list[float]
     batch_accuracy: list[float]
+    test_accuracy: float | None
+    test_loss: float | None
+    best_epoch: int | None  # 1-based epoch with the best validation loss
 
     @property
     def active(self) -> bool:
@@ -80,6 +63,11 @@ class Progress:
     def fraction_done(self) -> float:
         total = self.epochs * max(1, self.batches_per_epoch)
         return min(1.0, (self.epoch * self.batches_per_epoch + self.batch) / total) if total else 0.0
+
+    @property
+    def best_val_accuracy(self) -> float | None:
+        values = [v for v in self.history.get("val_accuracy", []) if math.isfinite(v)]
+        return max(values) if values else None
 
 
 class _StopRequested(Exception):
@@ -91,10 +79,11 @@ class _Diverged(Exception):
 
 
 def _optimizer(keras, config: TrainConfig):
+    rate = float(config.learning_rate)
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=float(config.learning_rate), momentum=0.9)
+        return keras.optimizers.SGD(learning_rate=rate, momentum=0.9)
     classes = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop, "adamw": keras.optimizers.AdamW}
-    return classes[config.optimizer](learning_rate=float(config.learning_rate))
+    return classes[config.optimizer](learning_rate=rate)
 
 
 _seed_lock = threading.Lock()  # Keras's seed is process-wide: set it and build under one lock
@@ -122,23 +111,25 @@ def split_train_validation(dataset: Dataset, fraction: float, seed: int):
 
 
 class TrainingJob:
-    """One training run in a background thread.
+    """One training run in a background thread; it can be continued for more epochs.
 
     The worker thread writes; the UI reads ``snapshot()``. Nothing here touches Streamlit.
     """
 
-    _ids = itertools.count(1)
-
     def __init__(self, spec: ModelSpec, dataset: Dataset, config: TrainConfig, owner: str = "", max_parameters: int | None = None):
         config.validate()
-        self.job_id = f"run-{next(self._ids)}-{int(time.time())}"
+        self.job_id = secrets.token_hex(6)  # unguessable: the id in a URL is what reattaches to a run
         self.owner = owner
         self.spec = spec
         self.dataset = dataset
+        self.dataset_ref: dict = {"key": dataset.key, "title": dataset.title}  # set fully by the page
         self.config = config
         self.max_parameters = max_parameters
         self.model = None  # the Keras model; safe to use for prediction once the job has ended
+        self.best_weights: list | None = None  # weights at the best validation loss
         self.created_at = time.time()
+        self.last_seen = time.time()  # last time its owner's page looked at it
+        self.on_end = None  # called with the job when a training ends (e.g. to save it)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ended = threading.Event()
@@ -146,29 +137,58 @@ class TrainingJob:
         self._message = "Waiting for a free training slot…"
         self._details = ""
         self._started_at: float | None = None
+        self._elapsed_before = 0.0  # training time of earlier sessions of a continued run
         self._ended_at: float | None = None
         self._epoch = 0
+        self._target_epochs = config.epochs
         self._batch = 0
         self._batches_per_epoch = 0
-        self._history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+        self._history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
         self._batch_steps: list[float] = []
         self._batch_loss: list[float] = []
         self._batch_accuracy: list[float] = []
         self._thin = 1  # record one batch in every _thin, doubling when the history is full
+        self._epoch_started = time.time()
+        self._test: tuple[float, float] | None = None
+        self._best_epoch: int | None = None
+        self._session_start_step = 0  # global batch index where this training session began
+        self._stop_reason = ""
         self.queue_position_fn = lambda: None  # set by the registry
 
     # --- control, from any thread ---------------------------------------------------------
 
-    def request_stop(self) -> None:
+    def request_stop(self, reason: str = "") -> None:
         """Ask training to end after the current batch; the weights so far are kept."""
+        self._stop_reason = reason
         self._stop.set()
         with self._lock:
             if self._status == RUNNING:
                 self._message = "Stopping after this batch…"
 
+    def prepare_continue(self, extra_epochs: int) -> None:
+        """Make an ended run ready to train ``extra_epochs`` more, from its current weights."""
+        if not self.ended or self.model is None:
+            raise ValueError("Only a finished or stopped run with a model can be continued.")
+        if self.status in (FAILED, DIVERGED):
+            raise ValueError("A failed or diverged run cannot be continued; start a new one.")
+        if not 1 <= extra_epochs <= 500:
+            raise ValueError("Continue for 1 to 500 more epochs.")
+        with self._lock:
+            self._target_epochs = self._epoch + extra_epochs
+            self._status, self._message, self._details = QUEUED, "Waiting for a free training slot…", ""
+            if self._started_at is not None:
+                self._elapsed_before += (self._ended_at or time.time()) - self._started_at
+            self._started_at = self._ended_at = None
+            self._test = None
+        self._stop.clear()
+        self._ended.clear()
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job has ended; True if it did within ``timeout``."""
         return self._ended.wait(timeout)
+
+    def touch(self) -> None:
+        self.last_seen = time.time()
 
     @property
     def status(self) -> str:
@@ -183,21 +203,23 @@ class TrainingJob:
         # Ask the registry before taking our lock: it reads other jobs' locks too.
         queue_position = self.queue_position_fn() if self.status == QUEUED else None
         with self._lock:
-            elapsed = 0.0
+            elapsed = self._elapsed_before
             if self._started_at is not None:
-                elapsed = (self._ended_at or time.time()) - self._started_at
+                elapsed += (self._ended_at or time.time()) - self._started_at
             done = self._epoch * self._batches_per_epoch + self._batch
-            total = self.config.epochs * self._batches_per_epoch
+            total = self._target_epochs * self._batches_per_epoch
             eta = None
-            if self._status == RUNNING and done > 0 and total:
-                eta = elapsed / done * (total - done)
+            if self._status == RUNNING and self._started_at is not None and done > 0 and total:
+                session_done = done - self._session_start_step
+                rate = (time.time() - self._started_at) / max(1, session_done)
+                eta = rate * (total - done)
             return Progress(
                 job_id=self.job_id,
                 status=self._status,
                 message=self._message,
                 details=self._details,
                 epoch=self._epoch,
-                epochs=self.config.epochs,
+                epochs=self._target_epochs,
                 batch=self._batch,
                 batches_per_epoch=self._batches_per_epoch,
                 elapsed_s=elapsed,
@@ -207,7 +229,23 @@ class TrainingJob:
                 batch_steps=list(self._batch_steps),
                 batch_loss=list(self._batch_loss),
                 batch_accuracy=list(self._batch_accuracy),
+                test_accuracy=self._test[0] if self._test else None,
+                test_loss=self._test[1] if self._test else None,
+                best_epoch=self._best_epoch,
             )
+
+    def _restore(self, record) -> None:
+        """Take the outcome of a run saved on disk (see ``dcnn_core.runs.restore_job``)."""
+        with self._lock:
+            self._status, self._message = record.status, record.message
+            self._history = {key: list(record.history.get(key, [])) for key in HISTORY_KEYS}
+            self._epoch = self._target_epochs = len(self._history["loss"])
+            self._elapsed_before = record.elapsed_s
+            self._best_epoch = record.best_epoch
+            if record.test_accuracy is not None:
+                self._test = (record.test_accuracy, record.test_loss)
+            self._ended_at = None
+        self._ended.set()
 
     # --- the worker -------------------------------------------------------------------------
 
@@ -218,9 +256,8 @@ class TrainingJob:
             if slots is not None:
                 while not (acquired := slots.acquire(timeout=0.2)):
                     if self._stop.is_set():
-                        self._finish(STOPPED, "Cancelled before it started.")
-                        return
-            if self._stop.is_set():
+                        break
+            if self._stop.is_set() and self._started_at is None and self.model is None:
                 self._finish(STOPPED, "Cancelled before it started.")
                 return
             self._train()
@@ -236,35 +273,84 @@ class TrainingJob:
 
     def _train(self) -> None:
         with self._lock:
-            self._status, self._message = RUNNING, "Building the model…"
+            self._status, self._message = RUNNING, "Building the model…" if self.model is None else "Continuing…"
             self._started_at = time.time()
-        model = build_and_compile(self.spec, self.dataset, self.config, self.max_parameters)
-        self.model = model
+        if self.model is None:
+            self.model = build_and_compile(self.spec, self.dataset, self.config, self.max_parameters)
         x_train, y_train, x_val, y_val = split_train_validation(self.dataset, self.config.validation_split, self.config.seed)
         if len(x_train) == 0:
             raise ValueError("No training images are left after the validation split.")
         with self._lock:
             self._batches_per_epoch = math.ceil(len(x_train) / self.config.batch_size)
+            self._session_start_step = self._epoch * self._batches_per_epoch
             self._message = "Training…"
-        model.fit(
-            x_train,
-            y_train,
-            batch_size=self.config.batch_size,
-            epochs=self.config.epochs,
-            validation_data=(x_val, y_val) if len(x_val) else None,
-            callbacks=[_ProgressCallback(self)],
+        self._fit(x_train, y_train, x_val, y_val)
+        self._evaluate_test()
+        with self._lock:
+            stopped_early = self._epoch < self._target_epochs
+            best = self._best_epoch
+        if stopped_early:
+            self._finish(FINISHED, f"Stopped early at epoch {self._epoch}: validation loss stopped improving. "
+                                   f"The weights of its best epoch ({best}) are restored.")  # fmt: skip
+        else:
+            self._finish(FINISHED, f"Finished {self._epoch} epochs.")
+
+    def _fit(self, x_train, y_train, x_val, y_val) -> None:
+        from dcnn_core import pipeline
+        from dcnn_core.runtime import import_keras
+
+        keras = import_keras()
+        config = self.config
+        callbacks = [_callback_class()(self)]
+        if config.schedule == "plateau":
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.step_factor, patience=config.patience))
+        elif config.schedule != "constant":
+            callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch, _rate: scheduled_rate(config, epoch)))
+        validation = pipeline.evaluation_dataset(x_val, y_val, max(256, config.batch_size)) if len(x_val) else None
+        self.model.fit(
+            pipeline.training_dataset(x_train, y_train, config),
+            epochs=self._target_epochs,
+            initial_epoch=self._epoch,
+            validation_data=validation,
+            class_weight=pipeline.balanced_class_weights(y_train, self.dataset.num_classes) if config.class_weights else None,
+            callbacks=callbacks,
+            shuffle=False,  # the tf.data pipeline shuffles, seeded
             verbose=0,
         )
-        self._finish(FINISHED, f"Finished {self.config.epochs} epochs.")
+        if self.best_weights is not None and (config.early_stopping or self._epoch < self._target_epochs):
+            self.model.set_weights(self.best_weights)
+
+    def _evaluate_test(self) -> None:
+        from dcnn_core.evaluation import predict_probabilities
+
+        data = self.dataset
+        if len(data.x_test) == 0:
+            return
+        probabilities = predict_probabilities(self.model, data.x_test)
+        accuracy = float((probabilities.argmax(axis=1) == data.y_test).mean())
+        picked = probabilities[np.arange(len(data.y_test)), data.y_test]
+        loss = float(-np.log(np.clip(picked, 1e-7, 1.0)).mean())
+        with self._lock:
+            self._test = (accuracy, loss)
 
     def _stopped_message(self) -> str:
+        reason = getattr(self, "_stop_reason", "")
         with self._lock:
-            return f"Stopped by you at epoch {self._epoch + 1}, batch {self._batch}. The model trained so far is kept."
+            where = f"epoch {self._epoch + 1}, batch {self._batch}"
+        if reason:
+            return f"{reason} (at {where}). The model trained so far is kept."
+        return f"Stopped by you at {where}. The model trained so far is kept."
 
     def _finish(self, status: str, message: str, details: str = "") -> None:
         with self._lock:
             self._status, self._message, self._details = status, message, details
             self._ended_at = time.time()
+        if self.on_end is not None:
+            try:
+                self.on_end(self)
+            except Exception as error:  # saving must never lose the run in memory
+                with self._lock:
+                    self._message += f" (It could not be saved to disk: {_one_line(error)})"
         self._ended.set()
 
     # --- called by the Keras callback, on the worker thread ----------------------------------
@@ -282,20 +368,39 @@ class TrainingJob:
                     self._batch_loss = self._batch_loss[::2]
                     self._batch_accuracy = self._batch_accuracy[::2]
                     self._thin *= 2
-        if not math.isfinite(loss):
+        if not math.isfinite(loss) or loss > DIVERGED_LOSS:
+            what = f"became {loss}" if not math.isfinite(loss) else f"exploded to {loss:.3g}"
             raise _Diverged(
-                f"Training stopped at epoch {self._epoch + 1}, batch {batch + 1}: the loss became {loss}. "
+                f"Training stopped at epoch {self._epoch + 1}, batch {batch + 1}: the loss {what}. "
                 "The learning rate is probably too high — lower it (e.g. ÷10) and train again."
             )
         if self._stop.is_set():
             raise _StopRequested()
 
-    def _on_epoch(self, epoch: int, logs: dict) -> None:
+    def _on_epoch_begin(self) -> None:
+        self._epoch_started = time.time()
+
+    def _on_epoch(self, epoch: int, logs: dict, learning_rate: float) -> bool:
+        """Record an epoch; True when early stopping says to stop."""
+        seconds = max(1e-9, time.time() - self._epoch_started)
+        images = len(self.dataset.x_train) * (1 - self.config.validation_split)
+        logs = dict(logs, learning_rate=learning_rate, images_per_s=images / seconds)
+        val_loss = float(logs.get("val_loss", math.nan))
         with self._lock:
             self._epoch = epoch + 1
             self._batch = 0
-            for key in self._history:
+            for key in HISTORY_KEYS:
                 self._history[key].append(float(logs.get(key, math.nan)))
+            previous = [v for v in self._history["val_loss"][:-1] if math.isfinite(v)]
+            improved = math.isfinite(val_loss) and (not previous or val_loss < min(previous))
+            if improved:
+                self._best_epoch = self._epoch
+            best_epoch = self._best_epoch
+        if improved:
+            self.best_weights = self.model.get_weights()  # numpy copies
+        if self.config.early_stopping and best_epoch is not None:
+            return self._epoch - best_epoch >= self.config.patience
+        return False
 
 
 def _one_line(error: BaseException) -> str:
@@ -311,39 +416,51 @@ def _callback_class():
     keras = import_keras()
 
     class ProgressCallback(keras.callbacks.Callback):
+        """Feeds a job's progress; stops training on request, divergence or early stopping."""
+
         def __init__(self, job: TrainingJob):
             super().__init__()
             self.job = job
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.job._on_epoch_begin()
 
         def on_train_batch_end(self, batch, logs=None):
             self.job._on_batch(batch, logs or {})
 
         def on_epoch_end(self, epoch, logs=None):
-            self.job._on_epoch(epoch, logs or {})
+            rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            if self.job._on_epoch(epoch, logs or {}, rate):
+                self.model.stop_training = True
 
     return ProgressCallback
-
-
-def _ProgressCallback(job: TrainingJob):
-    return _callback_class()(job)
 
 
 class JobRegistry:
     """All training jobs of this process, with a cap on how many run at once."""
 
-    def __init__(self, max_concurrent: int = 2):
+    def __init__(self, max_concurrent: int = 2, idle_stop_s: float | None = None):
         self.max_concurrent = max_concurrent
+        self.idle_stop_s = idle_stop_s
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self._lock = threading.Lock()
         self._jobs: dict[str, TrainingJob] = {}
+        if idle_stop_s:
+            threading.Thread(target=self._reap_forever, name="idle-job-reaper", daemon=True).start()
 
     def submit(self, job: TrainingJob) -> TrainingJob:
         """Start ``job`` in a daemon thread; it waits in the queue while all slots are busy."""
         job.queue_position_fn = lambda: self.queue_position(job)
+        job.touch()
         with self._lock:
             self._jobs[job.job_id] = job
         threading.Thread(target=job.run, args=(self._slots,), name=f"train-{job.job_id}", daemon=True).start()
         return job
+
+    def add_ended(self, job: TrainingJob) -> None:
+        """Register a run restored from disk (it does not train)."""
+        with self._lock:
+            self._jobs[job.job_id] = job
 
     def get(self, job_id: str) -> TrainingJob | None:
         with self._lock:
@@ -352,11 +469,12 @@ class JobRegistry:
     def jobs(self, owner: str | None = None) -> list[TrainingJob]:
         with self._lock:
             jobs = list(self._jobs.values())
+        jobs.sort(key=lambda job: job.created_at)
         return [job for job in jobs if owner is None or job.owner == owner]
 
     def queue_position(self, job: TrainingJob) -> int | None:
         """1 for the next job to start, or None when ``job`` is not waiting."""
-        queued = sorted((j for j in self.jobs() if j.status == QUEUED), key=lambda j: j.created_at)
+        queued = [j for j in self.jobs() if j.status == QUEUED]
         for position, other in enumerate(queued, start=1):
             if other is job:
                 return position
@@ -365,13 +483,27 @@ class JobRegistry:
     def running_count(self) -> int:
         return sum(1 for job in self.jobs() if job.status == RUNNING)
 
-    def remove(self, job_id: str) -> None:
-        """Forget an ended job (its model is released)."""
+    def remove(self, job_id: str) -> bool:
+        """Forget an ended job (its model is released); False if it is still active."""
         with self._lock:
             job = self._jobs.get(job_id)
-            if job is not None and job.ended:
-                del self._jobs[job_id]
+            if job is None or not job.ended:
+                return False
+            del self._jobs[job_id]
+            return True
 
+    def stop_idle(self, now: float | None = None) -> list[TrainingJob]:
+        """Stop active jobs whose owner has not looked at them for ``idle_stop_s``."""
+        now = time.time() if now is None else now
+        stopped = []
+        for job in self.jobs():
+            if job.status in ACTIVE_STATES and self.idle_stop_s and now - job.last_seen > self.idle_stop_s:
+                minutes = max(1, round(self.idle_stop_s / 60))
+                job.request_stop(f"Stopped because nobody had looked at it for {minutes} min")
+                stopped.append(job)
+        return stopped
 
-def config_dict(config: TrainConfig) -> dict:
-    return asdict(config)
+    def _reap_forever(self) -> None:
+        while True:
+            time.sleep(min(30.0, max(1.0, (self.idle_stop_s or 60) / 4)))
+            self.stop_idle()

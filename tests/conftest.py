@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("DCNN_TF_THREADS", "2")  # tests own the machine; the app keeps a core free
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("DCNN_RUNS_DIR", tempfile.mkdtemp(prefix="dcnn-test-runs-"))  # never the repo's runs/
 
 from dcnn_core import datasets, spec, training  # noqa: E402
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 
 import streamlit as st
 
-from dcnn_core import datasets
+from dcnn_core import datasets, runs
 from dcnn_core.settings import Settings, load_settings
 from dcnn_core.training import JobRegistry, TrainingJob
 from ui import state
@@ -19,13 +20,62 @@ CUSTOM_KEY = "custom"  # DATASET_CHOICE key for a user's own images: {"key": "cu
 
 @st.cache_resource
 def settings() -> Settings:
+    """Settings from ``DCNN_*`` environment variables, or the same names in Streamlit secrets."""
+    try:
+        secrets = {key: str(value) for key, value in st.secrets.items() if key.startswith("DCNN_")}
+    except Exception:  # no secrets.toml: the environment alone decides
+        secrets = {}
+    for key, value in secrets.items():
+        os.environ.setdefault(key, value)
     return load_settings()
+
+
+@st.cache_resource
+def run_store() -> runs.RunStore:
+    return runs.RunStore(runs.default_runs_dir())
 
 
 @st.cache_resource
 def job_registry() -> JobRegistry:
     """One registry per process: its semaphore caps trainings for the whole room."""
-    return JobRegistry(settings().max_concurrent_jobs)
+    config = settings()
+    return JobRegistry(config.max_concurrent_jobs, idle_stop_s=config.idle_stop_s)
+
+
+@st.cache_resource
+def _saved_runs() -> dict:
+    """Runs found on disk at start-up, by owner; restored into the registry when their owner visits."""
+    by_owner: dict[str, list[runs.RunRecord]] = {}
+    for record in run_store().load_all():
+        by_owner.setdefault(record.owner, []).append(record)
+    return {"lock": threading.Lock(), "by_owner": by_owner}
+
+
+def _restore_saved_runs(owner: str) -> None:
+    saved = _saved_runs()
+    with saved["lock"]:
+        records = saved["by_owner"].pop(owner, [])
+    registry = job_registry()
+    for record in records:
+        dataset = _dataset_for(record.dataset_ref)
+        if dataset is None or registry.get(record.run_id) is not None:
+            continue
+        try:
+            job = runs.restore_job(record, dataset)
+        except Exception:  # a damaged model file: skip this run, keep the others
+            continue
+        job.on_end = run_store().save
+        registry.add_ended(job)
+
+
+def _dataset_for(reference: dict) -> datasets.Dataset | None:
+    """The data set a saved run was trained on, if it can still be loaded."""
+    if reference.get("key") not in datasets.REGISTRY:
+        return None
+    try:
+        return load_dataset({"key": reference["key"], "options": reference.get("options", {})})
+    except datasets.DatasetUnavailable:
+        return None
 
 
 @st.cache_resource(max_entries=6, show_spinner=False)
@@ -75,15 +125,45 @@ def current_dataset() -> datasets.Dataset:
 
 
 def session_jobs() -> list[TrainingJob]:
-    """This session's jobs that the registry still holds, oldest first."""
-    registry = job_registry()
-    jobs = [registry.get(job_id) for job_id in st.session_state[state.JOB_IDS]]
-    return [job for job in jobs if job is not None]
+    """This user's runs (also those from before a reload or a restart), oldest first.
+
+    Looking at them counts as the user being present: active jobs are not stopped as idle.
+    """
+    owner = st.session_state[state.OWNER]
+    _restore_saved_runs(owner)
+    jobs = job_registry().jobs(owner=owner)
+    for job in jobs:
+        job.touch()
+    st.session_state[state.JOB_IDS] = [job.job_id for job in jobs]
+    return jobs
 
 
 def selected_job() -> TrainingJob | None:
+    """The run shown on the Train and Predict pages — only ever one of this user's."""
     job_id = st.session_state[state.SELECTED_JOB]
-    return job_registry().get(job_id) if job_id else None
+    job = job_registry().get(job_id) if job_id else None
+    return job if job is not None and job.owner == st.session_state[state.OWNER] else None
+
+
+def start_job(spec, dataset: datasets.Dataset, config) -> TrainingJob:
+    """Create, save-on-end and submit a training job for this user."""
+    job = TrainingJob(spec, dataset, config, owner=st.session_state[state.OWNER], max_parameters=settings().max_parameters)
+    job.dataset_ref = {**state.dataset_choice(), "title": dataset.title}
+    job.on_end = run_store().save
+    job_registry().submit(job)
+    state.select_job(job.job_id)
+    return job
+
+
+def delete_run(job: TrainingJob) -> bool:
+    """Forget an ended run and remove its folder; False when it is still training."""
+    if not job_registry().remove(job.job_id):
+        return False
+    run_store().delete(job.job_id)
+    st.session_state[state.EVALUATIONS].pop(job.job_id, None)
+    if st.session_state[state.SELECTED_JOB] == job.job_id:
+        state.select_job(None)
+    return True
 
 
 def dataset_title(choice: dict) -> str:

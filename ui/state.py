@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import streamlit as st
@@ -23,22 +24,48 @@ DEFAULT_DATASET = {"key": "fashion_mnist", "options": {}}
 FALLBACK_DATASET = {"key": "shapes", "options": {"count_per_class": 600, "image_size": 28, "colour": False, "seed": 0}}
 
 
+OWNER_PARAM, RUN_PARAM = "user", "run"  # URL query parameters that bring a reload back to its runs
+_TOKEN = re.compile(r"^[0-9a-f]{12,32}$")
+
+
+def _owner_from_url() -> str:
+    """The owner token in the URL (a reload or a new tab of the same user), or a new one."""
+    token = st.query_params.get(OWNER_PARAM, "")
+    return token if _TOKEN.match(token) else uuid.uuid4().hex
+
+
+def _run_from_url() -> str | None:
+    run_id = st.query_params.get(RUN_PARAM, "")
+    return run_id if _TOKEN.match(run_id) else None
+
+
 def init_state() -> None:
-    """Create every key this app uses, once per session."""
+    """Create every key this app uses, once per session, and keep the owner token in the URL."""
     defaults = {
-        OWNER: lambda: uuid.uuid4().hex,
+        OWNER: _owner_from_url,
         DATASET_CHOICE: lambda: dict(DEFAULT_DATASET),
         DATASET_NOTICE: lambda: None,
         MODEL_SPEC: lambda: model_spec.preset("Simple CNN"),
         TRAIN_CONFIG: TrainConfig,
         JOB_IDS: list,
-        SELECTED_JOB: lambda: None,
+        SELECTED_JOB: _run_from_url,
         EVALUATIONS: dict,
         CUSTOM_DATASETS: dict,
     }
     for key, make in defaults.items():
         if key not in st.session_state:
             st.session_state[key] = make()
+    if st.query_params.get(OWNER_PARAM) != st.session_state[OWNER]:
+        st.query_params[OWNER_PARAM] = st.session_state[OWNER]
+
+
+def select_job(job_id: str | None) -> None:
+    """Show ``job_id`` on the Train and Predict pages, and put it in the URL for reloads."""
+    st.session_state[SELECTED_JOB] = job_id
+    if job_id:
+        st.query_params[RUN_PARAM] = job_id
+    else:
+        st.query_params.pop(RUN_PARAM, None)
 
 
 def dataset_choice() -> dict:

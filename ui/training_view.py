@@ -1,71 +1,131 @@
-"""Start, stop and draw training jobs on the Train page."""
+"""Start, stop, continue, draw and compare training runs on the Train page."""
 
 from __future__ import annotations
-
-import math
 
 import streamlit as st
 
 from dcnn_core import plots
-from dcnn_core.training import ACTIVE_STATES, DIVERGED, FAILED, FINISHED, STOPPED, Progress, TrainConfig, TrainingJob
+from dcnn_core.training import ACTIVE_STATES, DIVERGED, FAILED, FINISHED, STOPPED, Progress, TrainingJob
+from dcnn_core.training_config import OPTIMIZERS, SCHEDULES, Augmentation, TrainConfig, schedule_preview
 from ui import resources, state
 from ui.frame import format_seconds
 
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0]
+SCHEDULE_NAMES = {"constant": "Constant", "step": "Step decay", "cosine": "Cosine decay", "plateau": "Reduce on plateau"}
 
 
-def config_controls() -> TrainConfig:
-    """Training settings widgets; returns the config they describe."""
-    current = state.train_config()
+def _basics(current: TrainConfig) -> dict:
     a, b, c = st.columns(3)
-    optimizer = a.selectbox(
-        "Optimizer",
-        ["adam", "sgd", "rmsprop", "adamw"],
-        index=["adam", "sgd", "rmsprop", "adamw"].index(current.optimizer),
-        key="train_optimizer",
-    )
     rate_choices = sorted({*LEARNING_RATES, current.learning_rate})
-    learning_rate = a.select_slider(
-        "Learning rate", rate_choices, value=current.learning_rate, format_func=lambda v: f"{v:g}", key="train_learning_rate"
+    return {
+        "optimizer": a.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(current.optimizer), key="train_optimizer",
+                                 help="sgd uses momentum 0.9"),
+        "learning_rate": a.select_slider("Learning rate", rate_choices, value=current.learning_rate, format_func=lambda v: f"{v:g}",
+                                         key="train_learning_rate"),
+        "batch_size": b.select_slider("Batch size", [8, 16, 32, 64, 128, 256], value=current.batch_size, key="train_batch_size"),
+        "epochs": b.slider("Epochs", 1, 50, current.epochs, key="train_epochs"),
+        "validation_split": c.slider("Validation split", 0.0, 0.5, current.validation_split, step=0.05, key="train_validation_split",
+                                     help="Share of the training images held out to check for over-fitting each epoch."),
+        "seed": c.number_input("Seed", 0, 99_999, current.seed, key="train_seed", help="Same seed, same design, same data: same run."),
+    }  # fmt: skip
+
+
+def _schedule(current: TrainConfig) -> dict:
+    left, right = st.columns([1, 2])
+    values = {
+        "schedule": left.selectbox("Learning-rate schedule", SCHEDULES, index=SCHEDULES.index(current.schedule),
+                                   format_func=SCHEDULE_NAMES.get, key="train_schedule"),
+        "step_every": left.slider("Step every (epochs)", 1, 20, current.step_every, key="train_step_every"),
+        "step_factor": left.select_slider("Multiply the rate by", [0.1, 0.2, 0.3, 0.5, 0.7], value=current.step_factor,
+                                          key="train_step_factor"),
+        "early_stopping": left.toggle("Early stopping (restores the best weights)", current.early_stopping, key="train_early_stopping"),
+        "patience": left.slider("Patience (epochs)", 1, 10, current.patience, key="train_patience",
+                                help="Epochs without a better validation loss before stopping, or before a plateau drop."),
+    }  # fmt: skip
+    return values
+
+
+def _augmentation(current: Augmentation) -> Augmentation:
+    a, b = st.columns(2)
+    return Augmentation(
+        flip=a.toggle("Flip left–right", current.flip, key="train_aug_flip", help="Right for clothes and shapes, wrong for digits."),
+        rotation=a.slider("Rotation (fraction of a turn)", 0.0, 0.5, current.rotation, step=0.05, key="train_aug_rotation"),
+        zoom=a.slider("Zoom", 0.0, 0.5, current.zoom, step=0.05, key="train_aug_zoom"),
+        shift=b.slider("Shift", 0.0, 0.5, current.shift, step=0.05, key="train_aug_shift"),
+        contrast=b.slider("Contrast", 0.0, 0.5, current.contrast, step=0.05, key="train_aug_contrast"),
     )
-    batch_size = b.select_slider("Batch size", [8, 16, 32, 64, 128, 256], value=current.batch_size, key="train_batch_size")
-    epochs = b.slider("Epochs", 1, 50, current.epochs, key="train_epochs")
-    validation = c.slider(
-        "Validation split",
-        0.0,
-        0.5,
-        current.validation_split,
-        step=0.05,
-        key="train_validation_split",
-        help="Share of the training images held out to check for over-fitting each epoch.",
+
+
+def config_controls(dataset) -> TrainConfig:
+    """Training settings widgets in tabs; returns the config they describe (or the last valid one)."""
+    current = state.train_config()
+    basics_tab, schedule_tab, augmentation_tab, balance_tab = st.tabs(["Basics", "Schedule & early stopping", "Augmentation", "Imbalance"])
+    with basics_tab:
+        values = _basics(current)
+    with schedule_tab:
+        values |= _schedule(current)
+    with augmentation_tab:
+        values["augmentation"] = _augmentation(current.augmentation)
+    with balance_tab:
+        values["class_weights"] = st.toggle("Weigh classes by 1 / frequency", current.class_weights, key="train_class_weights",
+                                            help="Rare classes count more in the loss; useful when classes are imbalanced.")  # fmt: skip
+    config = TrainConfig(
+        **{key: (float(v) if key in ("learning_rate", "validation_split", "step_factor") else v) for key, v in values.items()}
     )
-    seed = c.number_input("Seed", 0, 99_999, current.seed, key="train_seed")
-    config = TrainConfig(optimizer, float(learning_rate), int(batch_size), int(epochs), float(validation), int(seed))
+    try:
+        config.validate()
+    except ValueError as error:
+        st.warning(str(error), icon=":material/warning:")
+        return current
     st.session_state[state.TRAIN_CONFIG] = config
+    with schedule_tab:
+        note = "drawn without drops: plateau drops depend on the validation loss" if config.schedule == "plateau" else ""
+        st.plotly_chart(plots.schedule_plot(schedule_preview(config), note), key="train_schedule_preview")
+    with augmentation_tab:
+        _augmentation_preview(dataset, config)
     return config
 
 
+def _augmentation_preview(dataset, config: TrainConfig) -> None:
+    if not config.augmentation.active:
+        st.caption("Switch on an augmentation to preview it.")
+        return
+    if st.button("Preview augmented samples", key="train_aug_preview", icon=":material/visibility:"):
+        from dcnn_core.pipeline import augment_preview
+
+        originals = dataset.x_train[:4]
+        augmented = augment_preview(originals, config.augmentation, copies=5, seed=config.seed)
+        names = [dataset.class_names[label] for label in dataset.y_train[:4] for _ in range(5)]
+        st.plotly_chart(plots.image_grid(augmented, names, columns=5, tile_px=90), key="train_aug_grid")
+
+
 def start_job(config: TrainConfig) -> None:
-    """Create and submit a job for the session's model and data (a button callback)."""
+    """The Start button's callback: a new run of the session's model on its data."""
     from dcnn_core.runtime import import_keras
 
     import_keras()  # on the script thread first: two threads importing at once can break imports
-    dataset = resources.current_dataset()
-    settings = resources.settings()
-    job = TrainingJob(
-        state.model_spec_state(), dataset, config, owner=st.session_state[state.OWNER], max_parameters=settings.max_parameters
-    )
+    resources.start_job(state.model_spec_state(), resources.current_dataset(), config)
+
+
+def continue_job(job: TrainingJob, extra_epochs: int) -> None:
+    from dcnn_core.runtime import import_keras
+
+    import_keras()
+    try:
+        job.prepare_continue(extra_epochs)
+    except ValueError as error:
+        st.session_state["train_continue_error"] = str(error)
+        return
+    st.session_state[state.EVALUATIONS].pop(job.job_id, None)
     resources.job_registry().submit(job)
-    st.session_state[state.JOB_IDS].append(job.job_id)
-    st.session_state[state.SELECTED_JOB] = job.job_id
 
 
 def progress_text(progress: Progress) -> str:
     if progress.status == "queued":
         return f"Waiting for a free training slot — place {progress.queue_position or '?'} in the queue."
     epoch = min(progress.epoch + 1, progress.epochs)
-    batches = progress.batches_per_epoch or "?"
-    parts = [f"Epoch {epoch}/{progress.epochs}", f"batch {progress.batch}/{batches}", f"{format_seconds(progress.elapsed_s)} elapsed"]
+    parts = [f"Epoch {epoch}/{progress.epochs}", f"batch {progress.batch}/{progress.batches_per_epoch or '?'}",
+             f"{format_seconds(progress.elapsed_s)} elapsed"]  # fmt: skip
     if progress.eta_s is not None:
         parts.append(f"about {format_seconds(progress.eta_s)} left")
     return " · ".join(parts)
@@ -83,13 +143,29 @@ def show_outcome(progress: Progress) -> None:
         if progress.details:
             with st.expander("Details"):
                 st.code(progress.details, language=None)
+    if progress.test_accuracy is not None:
+        st.caption(f"Test accuracy {progress.test_accuracy:.4f} · test loss {progress.test_loss:.4f} · "
+                   f"{format_seconds(progress.elapsed_s)} of training")  # fmt: skip
+
+
+def _continue_controls(job: TrainingJob, progress: Progress) -> None:
+    if progress.status not in (FINISHED, STOPPED) or job.model is None:
+        return
+    left, right = st.columns([1, 2], vertical_alignment="bottom")
+    extra = left.number_input("More epochs", 1, 100, 5, key="train_continue_epochs")
+    right.button("Continue training", key="train_continue", on_click=continue_job, args=(job, int(extra)), icon=":material/fast_forward:")
+    error = st.session_state.pop("train_continue_error", None)
+    if error:
+        st.error(error, icon=":material/block:")
 
 
 def draw_job(job: TrainingJob, was_active: bool) -> None:
     """Status, progress, Stop and the live curves of one job (run inside a fragment)."""
+    job.touch()
     progress = job.snapshot()
     if was_active and not progress.active:
         st.rerun()  # the job just ended: redraw the whole page (buttons, runs table, sidebar)
+    st.markdown(f"**{job.spec.name}** on **{job.dataset.title}**")
     with st.container(key="train_status"):
         if progress.active:
             left, right = st.columns([5, 1], vertical_alignment="center")
@@ -98,25 +174,12 @@ def draw_job(job: TrainingJob, was_active: bool) -> None:
             st.caption(progress.message)
         else:
             show_outcome(progress)
+            _continue_controls(job, progress)
     if progress.history["loss"] or progress.batch_loss:
         figure = plots.training_curves(progress.history, progress.batch_steps, progress.batch_loss, progress.batch_accuracy)
         st.plotly_chart(figure, key="train_curves")
-
-
-def run_rows(jobs: list[TrainingJob]) -> dict[str, list]:
-    """One row per run: what was trained, on what, and how well."""
-    rows: dict[str, list] = {"Run": [], "Model": [], "Data": [], "Status": [], "Epochs": [], "Best val. accuracy": [], "Time": []}
-    for number, job in enumerate(jobs, start=1):
-        progress = job.snapshot()
-        accuracies = [v for v in progress.history["val_accuracy"] if math.isfinite(v)]
-        rows["Run"].append(number)
-        rows["Model"].append(job.spec.name)
-        rows["Data"].append(job.dataset.title)
-        rows["Status"].append(progress.status)
-        rows["Epochs"].append(progress.epoch)
-        rows["Best val. accuracy"].append(max(accuracies) if accuracies else None)
-        rows["Time"].append(format_seconds(progress.elapsed_s))
-    return rows
+    if progress.history["learning_rate"]:
+        st.plotly_chart(plots.rate_and_speed(progress.history), key="train_rate_speed")
 
 
 def any_active(jobs: list[TrainingJob]) -> bool:

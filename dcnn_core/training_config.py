@@ -1,0 +1,111 @@
+"""Training settings as typed data, and the learning-rate schedules (no TensorFlow here)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
+SCHEDULES = ("constant", "step", "cosine", "plateau")
+
+
+@dataclass
+class Augmentation:
+    """Random changes applied to training images only, a fresh draw every epoch."""
+
+    flip: bool = False  # mirror left-right (fine for clothes and shapes, wrong for digits)
+    rotation: float = 0.0  # up to this fraction of a full turn, either way
+    zoom: float = 0.0  # zoom in or out by up to this fraction
+    shift: float = 0.0  # move by up to this fraction of the width/height
+    contrast: float = 0.0  # change contrast by up to this fraction
+
+    @property
+    def active(self) -> bool:
+        return self.flip or any(v > 0 for v in (self.rotation, self.zoom, self.shift, self.contrast))
+
+
+@dataclass
+class TrainConfig:
+    """How to train: filled by the Train page's widgets, saved with every run."""
+
+    optimizer: str = "adam"  # adam, sgd (with momentum 0.9), rmsprop or adamw
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    epochs: int = 10
+    validation_split: float = 0.1  # share of the training images held out to validate each epoch
+    seed: int = 0  # same seed, same design, same data: the same run
+    schedule: str = "constant"  # constant, step, cosine or plateau (reduce on plateau)
+    step_every: int = 5  # step schedule: epochs between drops
+    step_factor: float = 0.5  # step and plateau schedules: multiply the rate by this
+    early_stopping: bool = False  # stop when validation loss stops improving; keep the best weights
+    patience: int = 3  # epochs without improvement before early stopping (or a plateau drop)
+    class_weights: bool = False  # weigh classes by 1/frequency, for imbalanced data
+    augmentation: Augmentation = field(default_factory=Augmentation)
+
+    def validate(self) -> None:
+        """Raise ValueError with a message a user can act on."""
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"Optimizer must be one of {', '.join(OPTIMIZERS)}.")
+        if not (0 < self.learning_rate <= 100):
+            raise ValueError("The learning rate must be above 0 and at most 100.")
+        if not (1 <= self.batch_size <= 4096):
+            raise ValueError("The batch size must be from 1 to 4096.")
+        if not (1 <= self.epochs <= 500):
+            raise ValueError("Epochs must be from 1 to 500.")
+        if not (0 <= self.validation_split < 0.9):
+            raise ValueError("The validation split must be from 0 to below 0.9.")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"The schedule must be one of {', '.join(SCHEDULES)}.")
+        if not (1 <= self.step_every <= 500) or not (0 < self.step_factor < 1):
+            raise ValueError("A step schedule needs a step of at least 1 epoch and a factor between 0 and 1.")
+        if not (1 <= self.patience <= 100):
+            raise ValueError("Patience must be from 1 to 100 epochs.")
+        if (self.early_stopping or self.schedule == "plateau") and self.validation_split == 0:
+            raise ValueError("Early stopping and reduce-on-plateau watch the validation loss: set a validation split above 0.")
+        augmentation = self.augmentation
+        for name in ("rotation", "zoom", "shift", "contrast"):
+            if not (0 <= getattr(augmentation, name) <= 0.5):
+                raise ValueError(f"Augmentation {name} must be from 0 to 0.5.")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """Build from a dict, refusing unknown fields by name."""
+        if not isinstance(data, dict):
+            raise ValueError("A training config must be a JSON object.")
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"Unknown field(s) in training config: {', '.join(sorted(map(str, unknown)))}.")
+        values = dict(data)
+        augmentation = values.pop("augmentation", {}) or {}
+        if not isinstance(augmentation, dict):
+            raise ValueError("'augmentation' must be a JSON object.")
+        unknown = set(augmentation) - {f.name for f in fields(Augmentation)}
+        if unknown:
+            raise ValueError(f"Unknown field(s) in augmentation: {', '.join(sorted(unknown))}.")
+        try:
+            config = cls(**values, augmentation=Augmentation(**augmentation))
+            config.validate()
+        except TypeError as error:
+            raise ValueError(f"Bad training config: {error}") from error
+        return config
+
+
+def scheduled_rate(config: TrainConfig, epoch: int) -> float:
+    """The learning rate used in ``epoch`` (0-based) by the constant, step and cosine schedules.
+
+    Reduce-on-plateau depends on the validation loss, so its rate is known only while training.
+    """
+    if config.schedule == "step":
+        return config.learning_rate * config.step_factor ** (epoch // config.step_every)
+    if config.schedule == "cosine":
+        return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(epoch, config.epochs) / max(1, config.epochs)))
+    return config.learning_rate
+
+
+def schedule_preview(config: TrainConfig) -> list[float]:
+    """The rate for every epoch, for the preview plot (plateau drawn as constant)."""
+    return [scheduled_rate(config, epoch) for epoch in range(config.epochs)]

@@ -1,0 +1,112 @@
+"""Runs persist: save, reload as after a restart, predict the same, continue training."""
+
+import numpy as np
+import pytest
+
+from dcnn_core import runs, spec, training
+from dcnn_core.evaluation import predict_probabilities
+from dcnn_core.training_config import Augmentation, TrainConfig, schedule_preview
+
+
+def _train(dataset, config, store=None, name="Simple CNN"):
+    job = training.TrainingJob(spec.preset(name), dataset, config, owner="owner-a")
+    job.dataset_ref = {"key": "shapes", "options": {"count_per_class": 30, "image_size": 16, "seed": 1}, "title": dataset.title}
+    if store is not None:
+        job.on_end = store.save
+    job.run()
+    return job
+
+
+def test_a_run_round_trips_through_disk_and_continues(tiny_shapes, tmp_path):
+    store = runs.RunStore(tmp_path / "runs")
+    job = _train(tiny_shapes, TrainConfig(epochs=2, batch_size=16, seed=4), store)
+    assert job.status == training.FINISHED
+    assert (tmp_path / "runs" / job.job_id / "model.keras").exists()
+
+    # A server restart: a fresh store reads the folder back.
+    records = runs.RunStore(tmp_path / "runs").load_all()
+    assert [record.run_id for record in records] == [job.job_id]
+    record = records[0]
+    assert record.owner == "owner-a" and record.status == "finished"
+    assert record.history["loss"] == pytest.approx(job.snapshot().history["loss"])
+    assert record.test_accuracy == pytest.approx(job.snapshot().test_accuracy)
+    assert record.has_best_model
+
+    restored = runs.restore_job(record, tiny_shapes)
+    before = predict_probabilities(job.model, tiny_shapes.x_test[:8])
+    assert np.allclose(predict_probabilities(restored.model, tiny_shapes.x_test[:8]), before, atol=1e-5)
+
+    restored.on_end = store.save
+    restored.prepare_continue(1)
+    restored.run()
+    progress = restored.snapshot()
+    assert progress.status == training.FINISHED and progress.epoch == 3
+    assert len(progress.history["loss"]) == 3
+    assert runs.RunStore(tmp_path / "runs").load_all()[0].history["loss"].__len__() == 3
+
+
+def test_unreadable_run_folders_are_skipped(tmp_path, tiny_shapes):
+    root = tmp_path / "runs"
+    (root / "abcdef123456").mkdir(parents=True)
+    (root / "abcdef123456" / "run.json").write_text("{not json")
+    (root / "..hidden").mkdir()
+    assert runs.RunStore(root).load_all() == []
+
+
+def test_delete_refuses_paths(tmp_path):
+    with pytest.raises(ValueError):
+        runs.RunStore(tmp_path).delete("../../etc")
+
+
+def test_early_stopping_restores_the_best_weights(tiny_shapes):
+    # A large learning rate makes validation loss rise after the first epochs.
+    config = TrainConfig(epochs=30, batch_size=16, learning_rate=0.03, optimizer="sgd", early_stopping=True, patience=2, seed=2)
+    job = _train(tiny_shapes, config)
+    progress = job.snapshot()
+    assert progress.status == training.FINISHED
+    assert progress.epoch < 30, "early stopping never triggered"
+    assert progress.epoch - progress.best_epoch == 2
+    assert "best epoch" in progress.message
+    # The model in hand carries the best epoch's weights.
+    for kept, best in zip(job.model.get_weights(), job.best_weights, strict=True):
+        assert np.array_equal(kept, best)
+
+
+def test_schedules_are_recorded_and_previewed(tiny_shapes):
+    config = TrainConfig(epochs=4, batch_size=32, schedule="step", step_every=2, step_factor=0.5, learning_rate=0.01)
+    assert schedule_preview(config) == pytest.approx([0.01, 0.01, 0.005, 0.005])
+    job = _train(tiny_shapes, config)
+    assert job.snapshot().history["learning_rate"] == pytest.approx([0.01, 0.01, 0.005, 0.005])
+    assert all(v > 0 for v in job.snapshot().history["images_per_s"])
+    cosine = schedule_preview(TrainConfig(epochs=10, schedule="cosine", learning_rate=1.0))
+    assert cosine[0] == 1.0 and all(a > b for a, b in zip(cosine, cosine[1:], strict=False))
+
+
+def test_augmentation_and_class_weights_train(tiny_shapes):
+    from dcnn_core.pipeline import augment_preview, balanced_class_weights
+
+    augmentation = Augmentation(flip=True, rotation=0.1, zoom=0.1, shift=0.1, contrast=0.2)
+    previews = augment_preview(tiny_shapes.x_train[:2], augmentation, copies=4, seed=0)
+    assert previews.shape == (8, 16, 16, 1) and previews.dtype == np.uint8
+    assert not np.array_equal(previews[0], previews[1])  # copies differ
+    weights = balanced_class_weights(np.array([0, 0, 0, 1]), 3)
+    assert weights[1] == pytest.approx(3 * weights[0]) and weights[2] == 1.0
+    job = _train(tiny_shapes, TrainConfig(epochs=1, batch_size=16, augmentation=augmentation, class_weights=True))
+    assert job.status == training.FINISHED
+
+
+def test_idle_jobs_are_stopped(digits):
+    registry = training.JobRegistry(max_concurrent=1, idle_stop_s=None)
+    job = registry.submit(training.TrainingJob(spec.preset("Simple CNN"), digits, TrainConfig(epochs=50, batch_size=8)))
+    registry.idle_stop_s = 60
+    job.last_seen -= 120
+    assert registry.stop_idle() == [job]
+    assert job.wait(15)
+    assert "nobody had looked at it for 1 min" in job.snapshot().message
+
+
+def test_training_config_json_errors_name_the_field():
+    with pytest.raises(ValueError, match="Unknown field"):
+        TrainConfig.from_dict({"epochs": 3, "colour": 1})
+    with pytest.raises(ValueError, match="validation split above 0"):
+        TrainConfig.from_dict({"early_stopping": True, "validation_split": 0})
