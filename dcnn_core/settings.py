@@ -26,6 +26,9 @@ class Settings:
     max_parameters: int = 5_000_000  # designs above this are refused before training
     max_upload_megapixels: int = 40  # larger decoded images are refused
     max_train_images: int = 70_000  # a data set is never bigger than this in memory
+    idle_stop_s: int = 1800  # a training nobody has looked at for this long is stopped (its model kept)
+    custom_data_budget_mb: int = 200  # a user's own image set (uint8 arrays) never takes more memory than this
+    allow_server_folders: bool = False  # offer "import a folder on this server": only for a local, single-user app
 
 
 def load_settings() -> Settings:
@@ -36,4 +39,7 @@ def load_settings() -> Settings:
         tf_threads=_int_from_env("DCNN_TF_THREADS", max(1, cores - 1)),
         max_parameters=_int_from_env("DCNN_MAX_PARAMETERS", 5_000_000),
         max_upload_megapixels=_int_from_env("DCNN_MAX_UPLOAD_MEGAPIXELS", 40),
+        idle_stop_s=_int_from_env("DCNN_IDLE_STOP_S", 1800, minimum=60),
+        custom_data_budget_mb=_int_from_env("DCNN_CUSTOM_DATA_BUDGET_MB", 200),
+        allow_server_folders=os.environ.get("DCNN_ALLOW_SERVER_FOLDERS", "").strip() == "1",
     )
