@@ -82,6 +82,11 @@ def _freeze(*arrays: np.ndarray) -> None:
 
 
 def _make(key, title, source, x_train, y_train, x_test, y_test, class_names, light_on_dark) -> Dataset:
+    return make_dataset(key, title, source, x_train, y_train, x_test, y_test, class_names, light_on_dark)
+
+
+def make_dataset(key, title, source, x_train, y_train, x_test, y_test, class_names, light_on_dark) -> Dataset:
+    """A read-only Dataset from arrays: uint8 images (a channel axis is added to (N, H, W)), int64 labels."""
     x_train = np.ascontiguousarray(x_train, dtype=np.uint8)
     x_test = np.ascontiguousarray(x_test, dtype=np.uint8)
     if x_train.ndim == 3:
@@ -93,6 +98,10 @@ def _make(key, title, source, x_train, y_train, x_test, y_test, class_names, lig
 
 
 def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    return stratified_split(labels, test_fraction, seed)
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of a seeded split that keeps each class's share in both parts."""
     rng = np.random.default_rng(seed)
     train, test = [], []

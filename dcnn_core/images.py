@@ -13,10 +13,15 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")  # never let Pillow guess among every format it knows
 
 
 class ImageRejected(ValueError):
     """An upload that is not a usable image; the message says why, for the user."""
+
+    def __init__(self, message: str, reason: str = "not a usable image"):
+        super().__init__(message)
+        self.reason = reason  # a few words for a table of skipped files, e.g. "not an image"
 
 
 @dataclass(frozen=True)
@@ -30,30 +35,52 @@ class PreparedImage:
 def open_image(data: bytes, name: str = "upload", max_megapixels: int = 40) -> Image.Image:
     """Decode an uploaded file, refusing non-images, corrupt files and decompression bombs."""
     if len(data) == 0:
-        raise ImageRejected(f"'{name}' is empty.")
+        raise ImageRejected(f"'{name}' is empty.", "empty file")
     if len(data) > MAX_UPLOAD_BYTES:
-        raise ImageRejected(f"'{name}' is {len(data) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB.")
+        raise ImageRejected(f"'{name}' is {len(data) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB.", "file too large")
     limit = max_megapixels * 1_000_000
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
             width, height = image.size
             if width * height > limit:
                 raise ImageRejected(
                     f"'{name}' is {width}×{height} pixels ({width * height / 1e6:.0f} megapixels); "
-                    f"the limit is {max_megapixels} megapixels."
+                    f"the limit is {max_megapixels} megapixels.",
+                    "too many pixels",
                 )
             image.load()
     except ImageRejected:
         raise
     except UnidentifiedImageError as error:
-        raise ImageRejected(f"'{name}' is not an image this app can read (PNG, JPEG, BMP, GIF or WebP).") from error
+        raise ImageRejected(f"'{name}' is not an image this app can read (PNG, JPEG, BMP, GIF or WebP).", "not an image") from error
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageRejected(f"'{name}' decodes to too many pixels and was refused.") from error
+        raise ImageRejected(f"'{name}' decodes to too many pixels and was refused.", "too many pixels") from error
     except (OSError, SyntaxError, ValueError) as error:
-        raise ImageRejected(f"'{name}' looks damaged or truncated and could not be decoded.") from error
+        raise ImageRejected(f"'{name}' looks damaged or truncated and could not be decoded.", "unreadable or truncated") from error
     return ImageOps.exif_transpose(image)
+
+
+def fit_and_pad(image: Image.Image, width: int, height: int) -> Image.Image:
+    """Resize to fit width×height keeping the aspect ratio, then pad: paper colour for grayscale, black for colour.
+
+    The Predict page and imported data sets both go through here, so a model sees photos
+    prepared exactly as its training images were.
+    """
+    scale = min(width / image.width, height / image.height)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    fitted = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)  # shrinks in steps: quick even for 40 megapixels
+    fill = int(np.median(np.asarray(fitted)[[0, -1]])) if fitted.mode == "L" else (0, 0, 0)
+    return ImageOps.pad(fitted, (width, height), Image.Resampling.LANCZOS, color=fill)
+
+
+def model_pixels(image: Image.Image, input_shape: tuple[int, int, int]) -> np.ndarray:
+    """An image as uint8 model input (H, W, C), by the same steps as ``prepare_image`` (without inversion)."""
+    height, width, channels = input_shape
+    rgb = image.convert("RGB")
+    work = rgb.convert("L") if channels == 1 else rgb
+    return np.asarray(fit_and_pad(work, width, height), dtype=np.uint8).reshape(height, width, channels)
 
 
 def _border_mean(gray: np.ndarray) -> float:
@@ -70,10 +97,7 @@ def prepare_image(image: Image.Image, input_shape: tuple[int, int, int], light_o
     work = rgb.convert("L") if channels == 1 else rgb
     if channels == 1:
         steps.append(("Grayscale", np.asarray(work)))
-    side = max(work.size)
-    fill = int(np.median(np.asarray(work.convert("L"))[[0, -1]])) if channels == 1 else (0, 0, 0)
-    square = ImageOps.pad(work, (side, side), color=fill)
-    resized = square.resize((width, height), Image.Resampling.LANCZOS)
+    resized = fit_and_pad(work, width, height)
     steps.append((f"Resized to {width}×{height}", np.asarray(resized)))
     pixels = np.asarray(resized, dtype=np.uint8)
     inverted = False

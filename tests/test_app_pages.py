@@ -60,7 +60,7 @@ def test_data_page_falls_back_to_shapes_offline_and_shows_samples(app):
     figures = _plotly(app)
     grid = figures[0]
     assert sum(1 for trace in grid["data"] if trace["type"] == "image") == 12  # the article's 2×6
-    assert "circle" in " ".join(md.value for md in app.markdown)
+    assert "Classes: 6: circle, square, triangle, cross, star, ring" in [t.value for t in app.text]
 
 
 def test_data_page_switches_to_digits_and_filters_by_class(app):
@@ -71,7 +71,7 @@ def test_data_page_switches_to_digits_and_filters_by_class(app):
     grid = _plotly(app)[0]
     titles = [a["text"] for a in grid["layout"]["annotations"]]
     assert titles == ["3"] * 12
-    assert "8 × 8 × 1 (grayscale)" in " ".join(md.value for md in app.markdown)
+    assert "Image shape: 8 × 8 × 1 (grayscale)" in [t.value for t in app.text]
 
 
 def test_model_page_preset_and_slider_change_the_summary(app):
@@ -159,3 +159,35 @@ def test_model_page_shows_code_diagram_and_comparison(app):
     assert any(len(fig["layout"].get("shapes", [])) >= 5 for fig in figures)  # the architecture diagram
     tables = [frame.value for frame in app.dataframe if "Design" in frame.value.columns]
     assert list(tables[0]["Design"]) == ["Article baseline", "Simple CNN"]
+
+
+def _shapes_zip(per_class: int = 6) -> bytes:
+    """A zip of class folders, as a user would make from their own pictures."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    from dcnn_core.shapes import generate_shapes
+
+    images, labels = generate_shapes(per_class, 24, colour=True, seed=5, class_names=("circle", "square"))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for index, (pixels, label) in enumerate(zip(images, labels, strict=True)):
+            png = io.BytesIO()
+            Image.fromarray(pixels).save(png, format="PNG")
+            archive.writestr(f"pets/{['circle', 'square'][label]}/{index}.png", png.getvalue())
+    return buffer.getvalue()
+
+
+def test_own_images_become_the_data_set_of_every_page(app):
+    _goto(app, "data")
+    app.selectbox(key="data_dataset").set_value("custom").run()
+    assert any("Import a set above" in i.value for i in app.info)
+    app.get("file_uploader")[0].set_value(("pets.zip", _shapes_zip(), "application/zip")).run()
+    app.button(key="data_custom_import_zip").click().run()
+    assert not app.exception
+    assert app.session_state["dataset_choice"] == {"key": "custom", "options": {"name": "pets"}}
+    assert "Classes: 2: circle, square" in [t.value for t in app.text]
+    _goto(app, "model")
+    assert "Designing for **pets**: input 32 × 32 × 3, 2 classes" in " ".join(c.value for c in app.caption)

@@ -85,11 +85,13 @@ def ensure_started_from_app() -> None:
 
     Until ``st.navigation`` has run once in a server process, Streamlit treats the
     ``pages/`` folder the legacy way: the first visitor who lands straight on e.g.
-    ``/train`` gets ``pages/train.py`` without app.py (no state, no frame). Turning
-    the legacy mode off and rerunning sends that visitor through app.py.
+    ``/train`` gets ``pages/train.py`` without app.py (no state, no frame). app.py
+    always creates the session state first, so a page that finds none turns the
+    legacy mode off and reruns.
     """
+    if OWNER in st.session_state:
+        return
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    PagesManager.uses_pages_directory = False
+    st.rerun()
