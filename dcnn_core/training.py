@@ -8,6 +8,7 @@ process — caps how many trainings run at once; the rest wait in a queue.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import secrets
 import threading
@@ -95,9 +96,10 @@ def build_and_compile(spec: ModelSpec, dataset: Dataset, config: TrainConfig, ma
     from dcnn_core.runtime import import_keras
 
     keras = import_keras()
+    mixed = keras.mixed_precision.global_policy().name.startswith("mixed_")  # set per thread, by the headless CLI
     with _seed_lock:
         keras.utils.set_random_seed(config.seed)
-        model = build_model(spec, dataset.input_shape, dataset.num_classes, max_parameters)
+        model = build_model(spec, dataset.input_shape, dataset.num_classes, max_parameters, float32_output=mixed)
     model.compile(optimizer=_optimizer(keras, config), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
@@ -130,6 +132,8 @@ class TrainingJob:
         self.created_at = time.time()
         self.last_seen = time.time()  # last time its owner's page looked at it
         self.on_end = None  # called with the job when a training ends (e.g. to save it)
+        self.distribution = None  # a tf.distribute.Strategy to build and train under (headless CLI); None: TF's default
+        self.strategy = "default"  # how it was trained, in words (e.g. "MirroredStrategy on 2 GPUs"); saved with the run
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ended = threading.Event()
@@ -276,7 +280,9 @@ class TrainingJob:
             self._status, self._message = RUNNING, "Building the model…" if self.model is None else "Continuing…"
             self._started_at = time.time()
         if self.model is None:
-            self.model = build_and_compile(self.spec, self.dataset, self.config, self.max_parameters)
+            # Variables made in a strategy's scope are mirrored; fit then splits each (global) batch across replicas.
+            with self.distribution.scope() if self.distribution is not None else contextlib.nullcontext():
+                self.model = build_and_compile(self.spec, self.dataset, self.config, self.max_parameters)
         x_train, y_train, x_val, y_val = split_train_validation(self.dataset, self.config.validation_split, self.config.seed)
         if len(x_train) == 0:
             raise ValueError("No training images are left after the validation split.")
@@ -442,6 +448,7 @@ class JobRegistry:
     def __init__(self, max_concurrent: int = 2, idle_stop_s: float | None = None):
         self.max_concurrent = max_concurrent
         self.idle_stop_s = idle_stop_s
+        self.on_evict = None  # called with each ended job dropped from memory by ``evict_idle``
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self._lock = threading.Lock()
         self._jobs: dict[str, TrainingJob] = {}
@@ -503,7 +510,24 @@ class JobRegistry:
                 stopped.append(job)
         return stopped
 
+    def evict_idle(self, now: float | None = None) -> list[TrainingJob]:
+        """Drop ended jobs nobody has looked at for ``idle_stop_s`` (their models leave memory).
+
+        Only jobs that ``on_evict`` accepts (e.g. because they are saved on disk) are dropped.
+        """
+        now = time.time() if now is None else now
+        evicted = []
+        for job in self.jobs():
+            if job.ended and self.idle_stop_s and now - job.last_seen > self.idle_stop_s:
+                if self.on_evict is not None and self.on_evict(job) and self.remove(job.job_id):
+                    evicted.append(job)
+        return evicted
+
     def _reap_forever(self) -> None:
         while True:
             time.sleep(min(30.0, max(1.0, (self.idle_stop_s or 60) / 4)))
-            self.stop_idle()
+            try:
+                self.stop_idle()
+                self.evict_idle()
+            except Exception:  # the reaper must outlive any one bad job
+                continue

@@ -110,3 +110,17 @@ def test_training_config_json_errors_name_the_field():
         TrainConfig.from_dict({"epochs": 3, "colour": 1})
     with pytest.raises(ValueError, match="validation split above 0"):
         TrainConfig.from_dict({"early_stopping": True, "validation_split": 0})
+
+
+def test_idle_ended_runs_leave_memory_only_when_saved(tiny_shapes, tmp_path):
+    store = runs.RunStore(tmp_path / "runs")
+    registry = training.JobRegistry(max_concurrent=1)
+    saved = _train(tiny_shapes, TrainConfig(epochs=1, batch_size=32), store)
+    unsaved = _train(tiny_shapes, TrainConfig(epochs=1, batch_size=32))
+    for job in (saved, unsaved):
+        registry.add_ended(job)
+        job.last_seen -= 3600
+    registry.idle_stop_s = 60
+    registry.on_evict = lambda job: (store.root / job.job_id).is_dir()
+    assert registry.evict_idle() == [saved]
+    assert registry.get(saved.job_id) is None and registry.get(unsaved.job_id) is unsaved

@@ -39,7 +39,22 @@ def run_store() -> runs.RunStore:
 def job_registry() -> JobRegistry:
     """One registry per process: its semaphore caps trainings for the whole room."""
     config = settings()
-    return JobRegistry(config.max_concurrent_jobs, idle_stop_s=config.idle_stop_s)
+    registry = JobRegistry(config.max_concurrent_jobs, idle_stop_s=config.idle_stop_s)
+    registry.on_evict = _back_to_disk
+    return registry
+
+
+def _back_to_disk(job: TrainingJob) -> bool:
+    """Let an idle ended run leave memory if it is saved: its owner gets it back from disk."""
+    folder = run_store().root / job.job_id
+    try:
+        record = run_store().load(folder)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    saved = _saved_runs()
+    with saved["lock"]:
+        saved["by_owner"].setdefault(record.owner, []).append(record)
+    return True
 
 
 @st.cache_resource
