@@ -7,8 +7,14 @@ from dcnn_core.runtime import import_keras
 from dcnn_core.spec import ModelSpec
 
 
-def build_model(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int, max_parameters: int | None = None):
-    """The Keras model for ``spec``; raises ``plan.DesignError`` naming the layer when it cannot work."""
+def build_model(
+    spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int, max_parameters: int | None = None, float32_output: bool = False
+):
+    """The Keras model for ``spec``; raises ``plan.DesignError`` naming the layer when it cannot work.
+
+    ``float32_output`` computes the softmax ('predictions') in float32: under a mixed-precision
+    policy a float16 softmax loses the small probabilities the loss needs.
+    """
     analysis = plan.analyse(spec, input_shape, num_classes, max_parameters)
     if not analysis.ok:
         raise plan.DesignError(analysis.error)
@@ -18,7 +24,8 @@ def build_model(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes:
         if node.class_name == "InputLayer":
             tensors[node.name] = keras.Input(shape=tuple(input_shape), name=node.name)
             continue
-        layer = getattr(keras.layers, node.class_name)(name=node.name, **node.config)
+        config = dict(node.config, dtype="float32") if float32_output and node.name == "predictions" else node.config
+        layer = getattr(keras.layers, node.class_name)(name=node.name, **config)
         inputs = [tensors[name] for name in node.inputs]
         tensors[node.name] = layer(inputs if node.class_name == "Add" else inputs[0])
     return keras.Model(tensors["input"], tensors["predictions"], name=_model_name(spec.name))

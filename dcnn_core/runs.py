@@ -48,6 +48,7 @@ class RunRecord:
     test_loss: float | None
     best_epoch: int | None
     parameters: int
+    strategy: str = "default"  # the tf.distribute strategy it was trained under, in words ("default" for app runs)
 
     @property
     def has_best_model(self) -> bool:
@@ -82,6 +83,7 @@ class RunStore:
             "test_loss": progress.test_loss,
             "best_epoch": progress.best_epoch,
             "parameters": int(job.model.count_params()) if job.model is not None else 0,
+            "strategy": job.strategy,
         }
         staging = Path(tempfile.mkdtemp(prefix=f".{job.job_id}-", dir=self.root))
         try:
@@ -132,6 +134,7 @@ class RunStore:
             test_loss=data.get("test_loss"),
             best_epoch=data.get("best_epoch"),
             parameters=int(data.get("parameters", 0)),
+            strategy=str(data.get("strategy", "default")),
         )
 
     def delete(self, run_id: str) -> None:
@@ -166,6 +169,7 @@ def restore_job(record: RunRecord, dataset) -> TrainingJob:
     job.job_id = record.run_id
     job.dataset_ref = record.dataset_ref
     job.created_at = record.created_at
+    job.strategy = record.strategy
     job.model = load_model(record)
     job._restore(record)
     return job
