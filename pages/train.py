@@ -3,7 +3,7 @@
 import streamlit as st
 
 from dcnn_core import plan
-from ui import resources, runs_view, state, training_view
+from ui import experiment_view, resources, runs_view, state, training_view
 
 state.ensure_started_from_app()
 
@@ -25,6 +25,12 @@ else:
         on_click=training_view.start_job, args=(config,),
         help="One training at a time per user; stop the current one to start another." if active else None,
     )  # fmt: skip
+
+with st.expander("Train it elsewhere: headless, on GPUs or several workers"):
+    experiment_view.draw_experiment_io(spec, state.dataset_choice(), config)
+notice = experiment_view.gpu_notice()
+if notice:
+    st.caption(notice)
 
 job = resources.selected_job()
 if job is not None:

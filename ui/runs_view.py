@@ -17,14 +17,15 @@ def run_label(job: TrainingJob, number: int) -> str:
 def run_rows(jobs: list[TrainingJob]) -> dict[str, list]:
     """One row per run: what was trained, on what, how, and how well."""
     columns = ["Run", "Model", "Data", "Status", "Epochs", "Best val. accuracy", "Test accuracy", "Parameters",
-               "Optimizer", "Learning rate", "Batch", "Augmented", "Time (s)"]  # fmt: skip
+               "Optimizer", "Learning rate", "Batch", "Augmented", "Strategy", "Time (s)"]  # fmt: skip
     rows: dict[str, list] = {name: [] for name in columns}
     for number, job in enumerate(jobs, start=1):
         progress = job.snapshot()
         config = job.config
+        parameters = job.model.count_params() if job.model is not None else None
         values = [number, job.spec.name, job.dataset.title, progress.status, progress.epoch, progress.best_val_accuracy,
-                  progress.test_accuracy, job.model.count_params() if job.model is not None else None, config.optimizer,
-                  config.learning_rate, config.batch_size, config.augmentation.active, round(progress.elapsed_s, 1)]  # fmt: skip
+                  progress.test_accuracy, parameters, config.optimizer, config.learning_rate, config.batch_size,
+                  config.augmentation.active, job.strategy, round(progress.elapsed_s, 1)]  # fmt: skip
         for name, value in zip(columns, values, strict=True):
             rows[name].append(value)
     return rows
