@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcnn_core.spec import ModelSpec
-from dcnn_core.training import ENDED_STATES, TrainingJob
+from dcnn_core.training import ENDED_STATES, Progress, TrainingJob
 from dcnn_core.training_config import TrainConfig
 
 FORMAT = "dcnn-studio-run"
@@ -61,10 +61,13 @@ class RunStore:
     def __init__(self, root: Path | str):
         self.root = Path(root)
 
-    def save(self, job: TrainingJob) -> Path:
-        """Write ``job`` atomically (to a temp folder, then rename) — a crash never leaves half a run."""
+    def save(self, job: TrainingJob, progress: Progress | None = None) -> Path:
+        """Write ``job`` atomically (to a temp folder, then rename) — a crash never leaves half a run.
+
+        ``progress`` is the outcome to record (a job calls this before it shows as ended).
+        """
         self.root.mkdir(parents=True, exist_ok=True)
-        progress = job.snapshot()
+        progress = progress or job.snapshot()
         record = {
             "format": FORMAT,
             "version": 1,

@@ -9,6 +9,7 @@ process — caps how many trainings run at once; the rest wait in a queue.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import secrets
 import threading
@@ -131,7 +132,7 @@ class TrainingJob:
         self.best_weights: list | None = None  # weights at the best validation loss
         self.created_at = time.time()
         self.last_seen = time.time()  # last time its owner's page looked at it
-        self.on_end = None  # called with the job when a training ends (e.g. to save it)
+        self.on_end = None  # called with (job, final Progress) when a training ends, before it shows as ended
         self.distribution = None  # a tf.distribute.Strategy to build and train under (headless CLI); None: TF's default
         self.strategy = "default"  # how it was trained, in words (e.g. "MirroredStrategy on 2 GPUs"); saved with the run
         self._lock = threading.Lock()
@@ -348,16 +349,20 @@ class TrainingJob:
         return f"Stopped by you at {where}. The model trained so far is kept."
 
     def _finish(self, status: str, message: str, details: str = "") -> None:
+        """Save (``on_end``), then publish the outcome: nobody sees 'finished' before the run is saved."""
+        with self._lock:
+            self._ended_at = time.time()
+            if self._status == RUNNING:
+                self._message = "Saving the run…"
+        if self.on_end is not None:
+            final = dataclasses.replace(self.snapshot(), status=status, message=message, details=details)
+            try:
+                self.on_end(self, final)
+            except Exception as error:  # saving must never lose the run in memory
+                message += f" (It could not be saved to disk: {_one_line(error)})"
         with self._lock:
             self._status, self._message, self._details = status, message, details
-            self._ended_at = time.time()
-        if self.on_end is not None:
-            try:
-                self.on_end(self)
-            except Exception as error:  # saving must never lose the run in memory
-                with self._lock:
-                    self._message += f" (It could not be saved to disk: {_one_line(error)})"
-        self._ended.set()
+            self._ended.set()
 
     # --- called by the Keras callback, on the worker thread ----------------------------------
 
