@@ -51,3 +51,37 @@ def top_k(probabilities: np.ndarray, class_names: tuple[str, ...], k: int = 5) -
     """The ``k`` most likely classes of one image, most likely first."""
     order = np.argsort(probabilities)[::-1][:k]
     return [(class_names[i], float(probabilities[i])) for i in order]
+
+
+def _by_confidence(evaluation: Evaluation, indices: np.ndarray) -> np.ndarray:
+    """``indices`` ordered by the probability of their predicted class, most confident first (ties keep order)."""
+    confidence = evaluation.probabilities[indices, evaluation.predicted[indices]]
+    return indices[np.argsort(-confidence, kind="stable")]
+
+
+def confusion_cell(evaluation: Evaluation, labels: np.ndarray, true_class: int, predicted_class: int) -> np.ndarray:
+    """Indices of the test images of one confusion-matrix cell, most confident first.
+
+    Args:
+        evaluation: the result of ``evaluate`` on these images.
+        labels: their true classes.
+        true_class, predicted_class: the cell's row and column.
+    """
+    labels = np.asarray(labels)
+    if len(labels) != len(evaluation.predicted):
+        raise ValueError(f"{len(labels)} labels were given for {len(evaluation.predicted)} evaluated images.")
+    classes = evaluation.probabilities.shape[1]
+    for value, what in ((true_class, "true"), (predicted_class, "predicted")):
+        if not 0 <= value < classes:
+            raise ValueError(f"The {what} class must be from 0 to {classes - 1}; got {value}.")
+    members = np.flatnonzero((labels == true_class) & (evaluation.predicted == predicted_class))
+    return _by_confidence(evaluation, members)
+
+
+def most_confident_errors(evaluation: Evaluation, labels: np.ndarray, limit: int = 12) -> np.ndarray:
+    """Indices of up to ``limit`` misclassified images, the most confidently wrong first."""
+    labels = np.asarray(labels)
+    if len(labels) != len(evaluation.predicted):
+        raise ValueError(f"{len(labels)} labels were given for {len(evaluation.predicted)} evaluated images.")
+    wrong = np.flatnonzero(evaluation.predicted != labels)
+    return _by_confidence(evaluation, wrong)[: max(0, int(limit))]

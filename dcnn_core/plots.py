@@ -341,3 +341,24 @@ def projection_scatter(points: np.ndarray, labels: np.ndarray, class_names: tupl
         title=plain_text(title), height=460, margin=dict(t=40, b=10), uirevision="projection", legend=dict(itemsizing="constant")
     )
     return fig
+
+
+def clickable_confusion_heatmap(confusion: np.ndarray, class_names: tuple[str, ...]) -> go.Figure:
+    """``confusion_heatmap`` with an invisible marker on every cell, so a click selects the cell.
+
+    Plotly heatmaps send no selection events; the markers do. Marker ``i`` is row ``i // K``, column ``i % K``.
+    """
+    fig = confusion_heatmap(confusion, class_names)
+    names = [plain_text(name) for name in class_names]
+    classes = len(names)
+    rows, cols = np.divmod(np.arange(classes * classes), classes)
+    fig.update_traces(hoverinfo="skip", hovertemplate=None, selector=dict(type="heatmap"))
+    fig.add_trace(
+        go.Scatter(
+            x=[names[c] for c in cols], y=[names[r] for r in rows], customdata=np.asarray(confusion).ravel(), mode="markers",
+            marker=dict(symbol="square", size=max(12, 240 // max(1, classes)), color="rgba(0,0,0,0)"), showlegend=False,
+            selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)),
+            hovertemplate="true %{y}, predicted %{x}: %{customdata}<br>click to see these images<extra></extra>",
+        )
+    )  # fmt: skip
+    return fig

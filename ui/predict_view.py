@@ -1,13 +1,32 @@
-"""Pieces of the Predict page: choosing a run, evaluating it, trying images."""
+"""Pieces of the Predict page: choosing a run, evaluating it, where it errs, trying images."""
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import streamlit as st
 
 from dcnn_core import evaluation, images, plots
+from dcnn_core.export import ImportedRun
 from dcnn_core.training import DIVERGED, TrainingJob
 from ui import resources, state
+
+PREDICT_CACHE = "predict_cache"  # run id → {"version": …, "PCA": …, "keras": …}: heavy results kept per run
+IMPORTED_RUNS = "predict_imported"  # run id → ImportedRun: .keras models this session imported
+PENDING_RUN = "predict_pending_run"  # a run id to select on the next run (set after an import)
+SEEN_SOURCES = "predict_seen_sources"  # captions of the images "Look inside" offered last time
+GALLERY_SIZE = 12
+
+Run = TrainingJob | ImportedRun
+
+
+def init_predict_state() -> None:
+    """Create this page's session keys, once."""
+    st.session_state.setdefault(PREDICT_CACHE, {})
+    st.session_state.setdefault(IMPORTED_RUNS, {})
+    st.session_state.setdefault(PENDING_RUN, None)
+    st.session_state.setdefault(SEEN_SOURCES, [])
 
 
 def usable_jobs() -> list[TrainingJob]:
@@ -15,45 +34,75 @@ def usable_jobs() -> list[TrainingJob]:
     return [job for job in resources.session_jobs() if job.ended and job.model is not None and job.status != DIVERGED]
 
 
-def run_label(job: TrainingJob, number: int) -> str:
-    return f"Run {number} · {job.spec.name} on {job.dataset.title} ({job.status})"
+def usable_runs() -> list[Run]:
+    """Ended training runs, then the models this session imported."""
+    return [*usable_jobs(), *st.session_state[IMPORTED_RUNS].values()]
 
 
-def pick_job(jobs: list[TrainingJob]) -> TrainingJob:
+def run_version(run: Run) -> str:
+    """A cache key that changes when a run is continued for more epochs."""
+    if isinstance(run, ImportedRun):
+        return run.job_id
+    return f"{run.job_id}:{run.snapshot().epoch}"
+
+
+def run_cache(run: Run) -> dict:
+    """This run's slot for heavy results (projections, exports), emptied when the run was continued."""
+    caches = st.session_state[PREDICT_CACHE]
+    version = run_version(run)
+    if caches.get(run.job_id, {}).get("version") != version:
+        caches[run.job_id] = {"version": version}
+    return caches[run.job_id]
+
+
+def run_label(run: Run, number: int) -> str:
+    if isinstance(run, ImportedRun):
+        return f"Imported · {run.name} on {run.dataset.title}"
+    return f"Run {number} · {run.spec.name} on {run.dataset.title} ({run.status})"
+
+
+def pick_run(runs: list[Run]) -> Run:
+    """The run to look at: the one picked before, else the one just imported or trained."""
+    by_id = {run.job_id: run for run in runs}
+    ids = list(by_id)
+    caches = st.session_state[PREDICT_CACHE]
+    for gone in set(caches) - set(ids):  # runs deleted since: free their exports and projections
+        del caches[gone]
+    pending = st.session_state[PENDING_RUN]
+    if pending in by_id:
+        st.session_state["predict_run"] = pending
+        st.session_state[PENDING_RUN] = None
     selected = st.session_state[state.SELECTED_JOB]
-    ids = [job.job_id for job in jobs]
     index = ids.index(selected) if selected in ids else len(ids) - 1
     all_ids = st.session_state[state.JOB_IDS]
-    chosen = st.selectbox(
-        "Trained run", ids, index=index, key="predict_run",
-        format_func=lambda job_id: run_label(resources.job_registry().get(job_id), all_ids.index(job_id) + 1),
-    )  # fmt: skip
-    return resources.job_registry().get(chosen)
+    label = lambda run_id: run_label(by_id[run_id], all_ids.index(run_id) + 1 if run_id in all_ids else 0)
+    chosen = st.selectbox("Trained run", ids, index=index, key="predict_run", format_func=label)
+    return by_id[chosen]
 
 
-def test_evaluation(job: TrainingJob) -> evaluation.Evaluation:
-    """Evaluate once per run and keep the result in this session."""
+def test_evaluation(run: Run) -> evaluation.Evaluation:
+    """Evaluate once per run, kept in this session (the Train page drops it when a run is continued)."""
     cache = st.session_state[state.EVALUATIONS]
-    if job.job_id not in cache:
+    if run.job_id not in cache:
         with st.spinner("Evaluating on the test images…"):
-            data = job.dataset
-            cache[job.job_id] = evaluation.evaluate(job.model, data.x_test, data.y_test, data.class_names)
-    return cache[job.job_id]
+            data = run.dataset
+            cache[run.job_id] = evaluation.evaluate(run.model, data.x_test, data.y_test, data.class_names)
+    return cache[run.job_id]
 
 
-def show_prediction(job: TrainingJob, prepared: images.PreparedImage, key: str) -> None:
+def show_prediction(run: Run, prepared: images.PreparedImage, key: str) -> None:
     """The input pipeline, step by step, and the top-k probabilities."""
     steps = st.columns(len(prepared.steps) + 1)
-    steps[0].image(_display(prepared.original), caption="Your image", use_container_width=True)
+    steps[0].image(display_pixels(prepared.original), caption="Your image", width="stretch")
     for column, (caption, pixels) in zip(steps[1:], prepared.steps, strict=True):
-        column.image(_display(pixels), caption=caption, use_container_width=True)
-    probabilities = evaluation.predict_probabilities(job.model, prepared.model_input[None])[0]
-    top = evaluation.top_k(probabilities, job.dataset.class_names, k=min(5, job.dataset.num_classes))
+        column.image(display_pixels(pixels), caption=caption, width="stretch")
+    probabilities = evaluation.predict_probabilities(run.model, prepared.model_input[None])[0]
+    top = evaluation.top_k(probabilities, run.dataset.class_names, k=min(5, run.dataset.num_classes))
     st.markdown(f"Prediction: **{top[0][0]}** ({top[0][1]:.1%})")
     st.plotly_chart(plots.top_k_bar(top), key=f"predict_topk_{key}")
 
 
-def _display(pixels: np.ndarray) -> np.ndarray:
+def display_pixels(pixels: np.ndarray) -> np.ndarray:
     """Small images scaled up with square pixels, so an 8×8 input is visible."""
     pixels = np.asarray(pixels)
     if pixels.ndim == 3 and pixels.shape[-1] == 1:
@@ -62,26 +111,32 @@ def _display(pixels: np.ndarray) -> np.ndarray:
     return np.kron(pixels, np.ones((scale, scale) + (1,) * (pixels.ndim - 2), dtype=np.uint8)) if scale > 1 else pixels
 
 
-def predict_upload(job: TrainingJob, data: bytes, name: str, key: str) -> None:
+def predict_upload(run: Run, data: bytes, name: str, key: str) -> images.PreparedImage | None:
+    """Check, prepare and predict an uploaded photo; returns the model's input, or None if refused."""
     try:
         image = images.open_image(data, name, resources.settings().max_upload_megapixels)
-        prepared = images.prepare_image(image, job.dataset.input_shape, job.dataset.light_on_dark)
+        prepared = images.prepare_image(image, run.dataset.input_shape, run.dataset.light_on_dark)
     except images.ImageRejected as error:
         st.error(str(error), icon=":material/block:")
-        return
-    show_prediction(job, prepared, key)
+        return None
+    show_prediction(run, prepared, key)
+    return prepared
 
 
-def draw_test_metrics(job: TrainingJob) -> None:
+def draw_test_metrics(run: Run) -> None:
     """Accuracy, loss, confusion matrix and the per-class report on the test split."""
-    data = job.dataset
-    result = test_evaluation(job)
+    data = run.dataset
+    result = test_evaluation(run)
     a, b, c = st.columns(3)
     a.metric("Test accuracy", f"{result.accuracy:.4f}")
     b.metric("Test loss", f"{result.loss:.4f}")
     c.metric("Test images", f"{len(data.y_test):,}")
     left, right = st.columns([3, 2])
-    left.plotly_chart(plots.confusion_heatmap(result.confusion, data.class_names), key="predict_confusion")
+    left.plotly_chart(
+        plots.clickable_confusion_heatmap(result.confusion, data.class_names), key="predict_confusion",
+        on_select=functools.partial(_pick_cell, data.num_classes), selection_mode="points",
+    )  # fmt: skip
+    left.caption("Click a cell to see its images below.")
     with right:
         st.markdown("**Per class** (scikit-learn)")
         names = list(data.class_names)
@@ -98,11 +153,64 @@ def draw_test_metrics(job: TrainingJob) -> None:
         )  # fmt: skip
 
 
-def draw_test_image(job: TrainingJob) -> None:
-    """Predict one image of the test split, chosen by number."""
-    data = job.dataset
+def _pick_cell(classes: int) -> None:
+    """The heatmap's click callback: show the clicked cell's images (sets the two class pickers)."""
+    points = (st.session_state.get("predict_confusion") or {}).get("selection", {}).get("points", [])
+    index = points[0].get("point_index") if points else None
+    if isinstance(index, int) and 0 <= index < classes * classes:
+        st.session_state["predict_cell_true"], st.session_state["predict_cell_predicted"] = divmod(index, classes)
+
+
+def _worst_cell(confusion: np.ndarray) -> tuple[int, int]:
+    """The off-diagonal cell with the most images (the diagonal's first cell when there is none)."""
+    off = np.array(confusion, copy=True)
+    np.fill_diagonal(off, -1)
+    true_class, predicted_class = np.unravel_index(int(off.argmax()), off.shape)
+    return (int(true_class), int(predicted_class)) if off.max() > 0 else (0, 0)
+
+
+def _gallery(run: Run, indices: np.ndarray, result: evaluation.Evaluation, key: str) -> None:
+    names, data = run.dataset.class_names, run.dataset
+    shown = indices[:GALLERY_SIZE]
+    titles = [
+        f"#{i} {names[data.y_test[i]]}→{names[result.predicted[i]]} {result.probabilities[i, result.predicted[i]]:.0%}" for i in shown
+    ]
+    st.plotly_chart(plots.image_grid(data.x_test[shown], titles, columns=6, tile_px=120), key=key)
+
+
+def draw_error_analysis(run: Run) -> None:
+    """One confusion-matrix cell's images, and the most confident mistakes overall."""
+    data, result = run.dataset, test_evaluation(run)
+    names = list(range(data.num_classes))
+    worst = _worst_cell(result.confusion)
+    a, b = st.columns(2)
+    true_class = a.selectbox("True class", names, index=worst[0], format_func=lambda c: data.class_names[c], key="predict_cell_true")
+    predicted_class = b.selectbox(
+        "Predicted as", names, index=worst[1], format_func=lambda c: data.class_names[c], key="predict_cell_predicted"
+    )
+    cell = evaluation.confusion_cell(result, data.y_test, true_class, predicted_class)
+    what = "correct" if true_class == predicted_class else "mistakes"
+    st.caption(
+        f"{len(cell):,} test images of **{data.class_names[true_class]}** predicted as **{data.class_names[predicted_class]}** "
+        f"({what}), the most confident first{f'; the first {GALLERY_SIZE} shown' if len(cell) > GALLERY_SIZE else ''}."
+    )
+    if len(cell):
+        _gallery(run, cell, result, key="predict_cell_gallery")
+    st.markdown("**The most confident mistakes** — the model was sure, and wrong")
+    errors = evaluation.most_confident_errors(result, data.y_test, GALLERY_SIZE)
+    if len(errors):
+        _gallery(run, errors, result, key="predict_error_gallery")
+    else:
+        st.success("No test image is misclassified.", icon=":material/check:")
+
+
+def draw_test_image(run: Run) -> images.PreparedImage:
+    """Predict one image of the test split, chosen by number; returns it as the model's input."""
+    data = run.dataset
     index = int(st.number_input("Test image number", 0, len(data.y_test) - 1, 0, key="predict_test_index"))
     pixels = data.x_test[index]
     st.caption(f"True class: **{data.class_names[int(data.y_test[index])]}**")
     shown = pixels[..., 0] if pixels.shape[-1] == 1 else pixels
-    show_prediction(job, images.PreparedImage(shown, [], pixels, False), key="test")
+    prepared = images.PreparedImage(shown, [], pixels, False)
+    show_prediction(run, prepared, key="test")
+    return prepared

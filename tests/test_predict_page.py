@@ -1,0 +1,187 @@
+"""AppTest of the Predict page with a finished run: error analysis, uploads, looking inside, export, import."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from dcnn_core import evaluation, export, spec, training
+
+TIMEOUT = 90
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+OWNER = "5eed0f00d5eed0f00d5eed0f"
+TINY_SHAPES = {"key": "shapes", "options": {"count_per_class": 30, "image_size": 16, "seed": 1}}  # = conftest's tiny_shapes
+
+
+@pytest.fixture(scope="module")
+def page_job(tiny_shapes) -> training.TrainingJob:
+    """A finished one-epoch run on tiny Shapes, owned by the test session and held by the app's registry."""
+    from ui import resources
+
+    job = training.TrainingJob(spec.preset("Simple CNN"), tiny_shapes, training.TrainConfig(epochs=1, batch_size=16, seed=3), owner=OWNER)
+    resources.job_registry().submit(job)
+    assert job.wait(120) and job.status == training.FINISHED, job.snapshot().message
+    return job
+
+
+def _open_predict(dataset_choice: dict = TINY_SHAPES) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state["owner_id"] = OWNER
+    at.session_state["dataset_choice"] = dict(dataset_choice)
+    at.run()
+    at.switch_page("pages/predict.py")
+    at.run()
+    _ok(at)
+    return at
+
+
+@pytest.fixture
+def predict_page(page_job) -> AppTest:
+    at = _open_predict()
+    at.selectbox(key="predict_run").set_value(page_job.job_id).run()
+    _ok(at)
+    return at
+
+
+def _ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _chart(at: AppTest, key: str) -> dict:
+    matches = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart") if chart.proto.id.endswith(key)]
+    assert matches, f"no chart {key!r}"
+    return matches[0]
+
+
+def _rows(array) -> int:
+    """Length of a figure's array: a list, or Plotly's typed-array form {"dtype", "bdata", "shape"?}."""
+    if not isinstance(array, dict):
+        return len(array)
+    values = np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"])
+    return int(str(array["shape"]).split(",")[0]) if "shape" in array else len(values)
+
+
+def _uploader(at: AppTest, key: str):
+    (uploader,) = [u for u in at.get("file_uploader") if u.key == key]
+    return uploader
+
+
+def _png(array: np.ndarray, image_format: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def _jpeg(array: np.ndarray) -> bytes:
+    return _png(array, "JPEG")
+
+
+def test_page_shows_metrics_and_the_chosen_confusion_cell(predict_page, page_job, tiny_shapes):
+    result = evaluation.evaluate(page_job.model, tiny_shapes.x_test, tiny_shapes.y_test, tiny_shapes.class_names)
+    assert predict_page.metric[0].value == f"{result.accuracy:.4f}"
+    predict_page.selectbox(key="predict_cell_true").set_value(2).run()
+    predict_page.selectbox(key="predict_cell_predicted").set_value(2).run()
+    _ok(predict_page)
+    cell = evaluation.confusion_cell(result, tiny_shapes.y_test, 2, 2)
+    captions = " ".join(c.value for c in predict_page.caption)
+    assert f"{len(cell):,} test images of **{tiny_shapes.class_names[2]}** predicted as **{tiny_shapes.class_names[2]}**" in captions
+    if len(cell):
+        titles = [a["text"] for a in _chart(predict_page, "predict_cell_gallery")["layout"]["annotations"]]
+        assert [int(t.split()[0][1:]) for t in titles] == cell[:12].tolist()  # most confident first
+    assert "The most confident mistakes" in " ".join(m.value for m in predict_page.markdown)
+
+
+def test_upload_and_webcam_photos_get_a_top_k_chart(predict_page, tiny_shapes):
+    photo = np.zeros((64, 48), np.uint8)
+    photo[16:48, 12:36] = 255  # a bright square on black
+    _uploader(predict_page, "predict_upload").set_value(("square.png", _png(photo), "image/png")).run()
+    _ok(predict_page)
+    bars = _chart(predict_page, "predict_topk_upload")["data"][0]
+    assert set(bars["y"]) <= {str(name) for name in tiny_shapes.class_names} and len(bars["y"]) == 5
+    assert predict_page.selectbox(key="predict_inside_source").value == "Your upload: square.png"  # "Look inside" follows it
+
+    predict_page.toggle(key="predict_camera_on").set_value(True).run()
+    predict_page.camera_input(key="predict_camera").set_value(("webcam.jpg", _jpeg(np.stack([photo] * 3, -1)), "image/jpeg")).run()
+    _ok(predict_page)
+    assert _chart(predict_page, "predict_topk_camera")["data"][0]["type"] == "bar"
+
+    _uploader(predict_page, "predict_upload").set_value(("notes.png", b"just some text", "image/png")).run()
+    _ok(predict_page)
+    assert any("is not an image" in e.value for e in predict_page.error)
+
+
+def test_look_inside_shows_grad_cam_feature_maps_filters_and_projection(predict_page):
+    overlay = _chart(predict_page, "predict_explain_overlay")
+    assert overlay["data"][-1]["type"] == "heatmap" and _rows(overlay["data"][-1]["z"]) == 16
+    assert "Grad-CAM for" in overlay["layout"]["annotations"][1]["text"]
+    predict_page.selectbox(key="predict_explain_class").set_value(4).run()
+    predict_page.radio(key="predict_explain_method").set_value("Saliency").run()
+    _ok(predict_page)
+    assert "Saliency for 'star'" in _chart(predict_page, "predict_explain_overlay")["layout"]["annotations"][1]["text"]
+    predict_page.selectbox(key="predict_feature_layer").set_value("block2_conv1").run()
+    maps = _chart(predict_page, "predict_feature_maps")
+    assert len(maps["data"]) == 16 and _rows(maps["data"][0]["z"]) == 8  # 8×8 maps after the first pooling
+    assert len(_chart(predict_page, "predict_filters")["data"]) == 32
+    assert len(_chart(predict_page, "predict_pca")["data"]) == 6  # one trace per class
+    predict_page.button(key="predict_tsne").click().run()
+    _ok(predict_page)
+    assert sum(_rows(trace["x"]) for trace in _chart(predict_page, "predict_tsne_chart")["data"]) == 30
+
+
+def test_a_drawing_is_predicted(predict_page):
+    ink = np.zeros((16, 16), bool)
+    ink[4:12, 4:12] = True
+    predict_page.session_state["predict_draw_ink"] = ink
+    predict_page.run()
+    _ok(predict_page)
+    assert _chart(predict_page, "predict_topk_draw")["data"][0]["type"] == "bar"
+    assert predict_page.selectbox(key="predict_inside_source").value == "Your drawing"
+
+
+def test_exports_are_offered_only_after_their_check(predict_page):
+    assert not [b for b in predict_page.get("download_button") if b.proto.id.endswith("predict_download_keras")]
+    predict_page.button(key="predict_export_keras").click().run()
+    predict_page.button(key="predict_export_tflite").click().run()
+    _ok(predict_page)
+    offered = {b.proto.id.rsplit("-", 1)[-1] for b in predict_page.get("download_button")}
+    assert {"predict_download_keras", "predict_download_tflite", "predict_download_history"} <= offered
+    assert sum("reloaded and checked" in c.value for c in predict_page.caption) == 2
+
+
+def test_importing_a_keras_model_adds_a_run_and_a_misfit_is_refused(page_job, tiny_shapes):
+    data = export.export_keras(page_job.model, tiny_shapes.x_test[:4])
+    at = _open_predict({"key": "digits", "options": {}})  # 8×8 images: the 16×16 model does not fit
+    _uploader(at, "predict_import").set_value(("shapes.keras", data, "application/octet-stream")).run()
+    _ok(at)
+    assert any("takes inputs of shape (16, 16, 1)" in e.value and "8×8×1" in e.value for e in at.error)
+
+    at = _open_predict()
+    _uploader(at, "predict_import").set_value(("shapes.keras", data, "application/octet-stream")).run()
+    at.run()
+    _ok(at)
+    assert at.selectbox(key="predict_run").value.startswith("import-")
+    result = evaluation.evaluate(page_job.model, tiny_shapes.x_test, tiny_shapes.y_test, tiny_shapes.class_names)
+    assert at.metric[0].value == f"{result.accuracy:.4f}"  # the same weights, evaluated on the same images
+    assert any("is imported" in s.value for s in at.success)
+
+
+def test_a_dense_only_run_falls_back_to_saliency(tiny_shapes):
+    from ui import resources
+
+    job = training.TrainingJob(spec.preset("Article baseline"), tiny_shapes, training.TrainConfig(epochs=1, seed=1), owner=OWNER)
+    resources.job_registry().submit(job)
+    assert job.wait(120) and job.status == training.FINISHED
+    at = _open_predict()
+    at.selectbox(key="predict_run").set_value(job.job_id).run()
+    _ok(at)
+    assert at.radio(key="predict_explain_method").options == ["Saliency"]
+    assert any("no convolution layers" in i.value for i in at.info)
+    assert "Saliency for" in _chart(at, "predict_explain_overlay")["layout"]["annotations"][1]["text"]
+    assert len(_chart(at, "predict_pca")["data"]) == 6

@@ -1,0 +1,188 @@
+"""Predict page, second half: look inside the network, learned features, export and import."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from dcnn_core import explain, export, plots, projection
+from ui import predict_view, resources
+from ui.predict_view import Run
+
+PREDICTED = -1  # the class picker's "whatever the model predicts"
+EXPORT_SAMPLES = 16  # test images each export must reproduce
+
+
+# --- look inside ---------------------------------------------------------------------------------
+
+
+def draw_look_inside(run: Run, sources: dict[str, np.ndarray]) -> None:
+    """Grad-CAM or saliency, feature maps and first-layer filters for one chosen image.
+
+    Args:
+        sources: caption → model input (H, W, C uint8) of each image tried on this page.
+    """
+    model, names = run.model, run.dataset.class_names
+    captions = list(sources)
+    _follow_new_image(captions)
+    source = st.selectbox("Image to look at", captions, index=len(captions) - 1, key="predict_inside_source")
+    image = sources[source]
+    predicted = int(np.argmax(np.asarray(model(image[None].astype(np.float32), training=False))[0]))
+    has_conv = bool(explain.conv_layers(model))
+    a, b = st.columns(2)
+    methods = ["Grad-CAM", "Saliency"] if has_conv else ["Saliency"]
+    method = a.radio("Method", methods, horizontal=True, key="predict_explain_method")
+    choices = [PREDICTED, *range(len(names))]
+    label = lambda c: f"the predicted class ({names[predicted]})" if c == PREDICTED else names[c]
+    picked = b.selectbox("Explain the evidence for", choices, format_func=label, key="predict_explain_class")
+    class_index = predicted if picked == PREDICTED else int(picked)
+    explainer = explain.grad_cam if method == "Grad-CAM" else explain.saliency
+    heatmap = explainer(model, image, class_index)
+    st.plotly_chart(plots.heatmap_overlay(image, heatmap.values, f"{method} for '{names[class_index]}'"), key="predict_explain_overlay")
+    st.caption(heatmap.note + (" Red marks the regions that raise this class's score most." if heatmap.method == explain.GRAD_CAM else ""))
+    if not has_conv:
+        st.info("This model has no convolution layers, so there are no feature maps or filters to show.", icon=":material/info:")
+        return
+    _draw_feature_maps(model, image)
+    st.markdown("**First-layer filters** — the patterns the first convolution looks for")
+    cache = predict_view.run_cache(run)
+    if "filters" not in cache:  # the weights do not change between reruns: build the 32-tile figure once
+        cache["filters"] = plots.filters_grid(explain.first_layer_filters(model))
+    st.plotly_chart(cache["filters"], key="predict_filters")
+
+
+def _follow_new_image(captions: list[str]) -> None:
+    """Point "Image to look at" at an image that was just uploaded, photographed, drawn or picked."""
+    seen = st.session_state[predict_view.SEEN_SOURCES]
+    new = [caption for caption in captions if caption not in seen]
+    current = st.session_state.get("predict_inside_source")
+    if (new and seen) or (current is not None and current not in captions):
+        st.session_state["predict_inside_source"] = new[-1] if new else captions[-1]
+    st.session_state[predict_view.SEEN_SOURCES] = captions
+
+
+def _draw_feature_maps(model, image: np.ndarray) -> None:
+    maps = dict(explain.feature_maps(model, image))
+    layer = st.selectbox(
+        "Feature maps of layer", list(maps), key="predict_feature_layer", format_func=lambda name: f"{name} {maps[name].shape}"
+    )
+    st.plotly_chart(plots.feature_map_grid(maps[layer], max_channels=16), key="predict_feature_maps")
+    st.caption(f"The first 16 of {maps[layer].shape[-1]} channels: bright where the channel's pattern was found.")
+
+
+# --- learned features ----------------------------------------------------------------------------
+
+
+def draw_learned_features(run: Run) -> None:
+    """PCA of the last hidden features (at once), t-SNE on request."""
+    try:
+        projection.penultimate_layer(run.model)
+    except ValueError as error:
+        st.info(str(error), icon=":material/info:")
+        return
+    cache, data = predict_view.run_cache(run), run.dataset
+    if projection.PCA not in cache:
+        with st.spinner("Projecting the test images…"):
+            cache[projection.PCA] = projection.project(run.model, data.x_test, projection.PCA)
+    left, right = st.columns(2)
+    _draw_projection(left, cache[projection.PCA], run, "predict_pca")
+    with right:
+        if projection.TSNE in cache:
+            _draw_projection(right, cache[projection.TSNE], run, "predict_tsne_chart")
+        else:
+            st.caption(f"t-SNE keeps neighbours together; it takes a while, so it runs on up to {projection.TSNE_LIMIT:,} images.")
+            st.button("Compute t-SNE", key="predict_tsne", icon=":material/scatter_plot:", on_click=_compute_tsne, args=(run,))
+
+
+def _compute_tsne(run: Run) -> None:
+    """The t-SNE button's callback (a callback, so the click survives any rerun before the button)."""
+    predict_view.run_cache(run)[projection.TSNE] = projection.project(run.model, run.dataset.x_test, projection.TSNE)
+
+
+def _draw_projection(column, result: projection.Projection, run: Run, key: str) -> None:
+    data = run.dataset
+    title = f"{result.method} of the last hidden layer"
+    figure = plots.projection_scatter(result.points, data.y_test[result.indices], data.class_names, result.indices, title)
+    column.plotly_chart(figure, key=key)
+    column.caption(f"{result.note}. Each dot is one test image, coloured by its true class; hover for its number.")
+
+
+# --- export and import ---------------------------------------------------------------------------
+
+
+def _verified(run: Run, kind: str) -> None:
+    """A Prepare button's callback: the verified export of ``kind`` ('keras' or 'tflite'), kept as bytes or an error message."""
+    samples = run.dataset.x_test[:EXPORT_SAMPLES]
+    exporter = export.export_keras if kind == "keras" else export.export_tflite
+    try:
+        result: bytes | str = exporter(run.model, samples)
+    except export.ExportError as error:
+        result = str(error)
+    predict_view.run_cache(run)[kind] = result
+
+
+def _export_button(run: Run, kind: str, label: str, file_name: str, mime: str) -> None:
+    cache = predict_view.run_cache(run)
+    if kind not in cache:
+        st.button(f"Prepare {label}", key=f"predict_export_{kind}", icon=":material/verified:", on_click=_verified, args=(run, kind),
+                  help="Exports the model, loads the file back and checks it predicts the same; then offers the download.")  # fmt: skip
+        return
+    result = cache[kind]
+    if isinstance(result, str):
+        st.error(result, icon=":material/error:")
+        return
+    st.download_button(f"Download {label}", result, file_name=file_name, mime=mime, key=f"predict_download_{kind}",
+                       on_click="ignore", icon=":material/download:", type="primary")  # fmt: skip
+    st.caption(f"{len(result) / 1e6:.2f} MB · reloaded and checked: same predictions on {EXPORT_SAMPLES} test images.")
+
+
+def _file_stem(run: Run) -> str:
+    name = run.name.rsplit(".", 1)[0] if isinstance(run, export.ImportedRun) else run.spec.name
+    return "".join(ch.lower() if ch.isalnum() else "_" for ch in name).strip("_") or "model"
+
+
+def draw_export(run: Run) -> None:
+    """Download the model (.keras, .tflite — each only after its check passed) and the history."""
+    stem = _file_stem(run)
+    a, b, c = st.columns(3)
+    with a:
+        _export_button(run, "keras", ".keras", f"{stem}.keras", "application/zip")
+    with b:
+        _export_button(run, "tflite", ".tflite", f"{stem}.tflite", "application/octet-stream")
+    with c:
+        if isinstance(run, export.ImportedRun):
+            st.caption("An imported model has no training history.")
+        else:
+            history = run.snapshot().history
+            st.download_button("Download history (CSV)", export.history_csv(history), file_name=f"{stem}_history.csv",
+                               mime="text/csv", key="predict_download_history", on_click="ignore", icon=":material/table:")  # fmt: skip
+
+
+def draw_import() -> None:
+    """Upload a .keras model made for the current data set and use it like a trained run."""
+    dataset = resources.current_dataset()
+    height, width, channels = dataset.input_shape
+    st.caption(
+        f"It must take {height}×{width}×{channels} images and output {dataset.num_classes} class probabilities "
+        f"(the current data set, {dataset.title}). Standard Keras layers only: Lambda layers and custom code are refused."
+    )
+    upload = st.file_uploader("A Keras 3 model file (.keras)", type=["keras"], key="predict_import")
+    if upload is None:
+        return
+    imported = st.session_state[predict_view.IMPORTED_RUNS]
+    if any(run.file_id == upload.file_id for run in imported.values()):
+        st.success(f"'{upload.name}' is imported: pick it under **Trained run** above.", icon=":material/check:")
+        return
+    settings = resources.settings()
+    try:
+        with st.spinner("Checking the model…"):
+            model = export.import_keras_model(
+                upload.getvalue(), upload.name, dataset.input_shape, dataset.num_classes, max_parameters=settings.max_parameters
+            )
+    except export.ImportRefused as error:
+        st.error(str(error), icon=":material/block:")
+        return
+    run = export.imported_run(model, upload.name, dataset, file_id=upload.file_id)
+    imported[run.job_id] = run
+    st.session_state[predict_view.PENDING_RUN] = run.job_id
+    st.rerun()
