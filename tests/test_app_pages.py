@@ -191,3 +191,23 @@ def test_own_images_become_the_data_set_of_every_page(app):
     assert "Classes: 2: circle, square" in [t.value for t in app.text]
     _goto(app, "model")
     assert "Designing for **pets**: input 32 × 32 × 3, 2 classes" in " ".join(c.value for c in app.caption)
+
+
+def test_a_new_tab_with_the_user_token_reattaches_to_a_running_job(app, monkeypatch):
+    _goto(app, "train")
+    app.slider(key="train_epochs").set_value(40).run()
+    app.button(key="train_start").click().run()
+    owner = app.session_state["owner_id"]
+    job = _session_jobs(app)[0]
+    other_user = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    other_user.run()
+    _goto(other_user, "train")
+    assert other_user.session_state["job_ids"] == []  # nobody else sees this user's run
+    new_tab = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    new_tab.query_params["user"] = owner
+    new_tab.run()
+    _goto(new_tab, "train")
+    assert new_tab.session_state["job_ids"] == [job.job_id]
+    assert new_tab.button(key="train_stop")  # the running job is shown, with its Stop button
+    new_tab.button(key="train_stop").click().run()
+    assert job.wait(30) and job.status == training.STOPPED

@@ -154,10 +154,16 @@ def session_jobs() -> list[TrainingJob]:
 
 
 def selected_job() -> TrainingJob | None:
-    """The run shown on the Train and Predict pages — only ever one of this user's."""
+    """The run shown on the Train and Predict pages — only ever one of this user's.
+
+    With none chosen (a new tab opened with only the user token), it is the user's latest run.
+    """
     job_id = st.session_state[state.SELECTED_JOB]
     job = job_registry().get(job_id) if job_id else None
-    return job if job is not None and job.owner == st.session_state[state.OWNER] else None
+    if job is not None and job.owner == st.session_state[state.OWNER]:
+        return job
+    jobs = session_jobs()
+    return jobs[-1] if jobs else None
 
 
 def start_job(spec, dataset: datasets.Dataset, config) -> TrainingJob:

@@ -55,8 +55,12 @@ def init_state() -> None:
     for key, make in defaults.items():
         if key not in st.session_state:
             st.session_state[key] = make()
+    # A page switch drops the query string: put the tokens back so a reload finds this user's runs.
     if st.query_params.get(OWNER_PARAM) != st.session_state[OWNER]:
         st.query_params[OWNER_PARAM] = st.session_state[OWNER]
+    selected = st.session_state[SELECTED_JOB]
+    if selected and st.query_params.get(RUN_PARAM) != selected:
+        st.query_params[RUN_PARAM] = selected
 
 
 def select_job(job_id: str | None) -> None:

@@ -231,7 +231,13 @@ def test_training_is_live_survives_navigation_and_stops(app_page: Page):
     page.wait_for_timeout(2_000)
     go_to(page, "Train", "Train")
     expect(stop).to_be_visible()
-    eventually(lambda: curve_points(page), lambda n: n > second, 30, f"the curves to keep growing past {second} points")
+    third = eventually(lambda: curve_points(page), lambda n: n > second, 30, f"the curves to keep growing past {second} points")
+
+    assert re.search(r"[?&]run=[0-9a-f]+", page.url) and re.search(r"[?&]user=[0-9a-f]+", page.url)
+    page.reload()  # a new browser session: the address alone must bring the running job back
+    settle(page)
+    expect(stop).to_be_visible(timeout=SLOW_MS)
+    eventually(lambda: curve_points(page), lambda n: n > third, 30, f"the reattached curves to grow past {third} points")
 
     stop.click()
     outcome = page.get_by_text(re.compile(r"Stopped by you at epoch \d+"))
