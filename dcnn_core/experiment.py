@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from dcnn_core import datasets
 from dcnn_core.distribute import STRATEGIES
-from dcnn_core.spec import ModelSpec
+from dcnn_core.spec import ModelSpec, parse_json
 from dcnn_core.training_config import TrainConfig
 
 FORMAT = "dcnn-studio-experiment"
@@ -84,11 +84,7 @@ class Experiment:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Experiment:
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"This file is not valid JSON ({error}).") from error
-        return cls.from_dict(data)
+        return cls.from_dict(parse_json(text))
 
 
 def _checked(section: str, data, build: Callable, locate: Callable[[dict], str | None]):

@@ -89,13 +89,18 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ModelSpec:
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"This file is not valid JSON ({error}).") from error
+        data = parse_json(text)
         if isinstance(data, dict) and data.get("format") == "dcnn-studio-model-spec":
             data = data.get("spec")
         return cls.from_dict(data)
+
+
+def parse_json(text: str | bytes):
+    """JSON from a user's file; anything unreadable is a ValueError a user can act on."""
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"This file is not valid JSON ({error}).") from error
 
 
 def _check_keys(data: dict, kind: type, where: str) -> None:
