@@ -20,7 +20,9 @@ def _label(key: str) -> str:
     return option.title + (" — downloads once" if option.needs_download else " — offline")
 
 
-if st.session_state.get("data_dataset") not in choices or st.session_state.pop("data_sync_choice", False):
+# After a failed download the selector must show the stand-in — unless the user has picked another set since.
+failed = st.session_state.pop("data_failed_choice", None)
+if st.session_state.get("data_dataset") not in choices or st.session_state.get("data_dataset") == failed:
     st.session_state["data_dataset"] = choice["key"]
 picked = st.selectbox("Data set", choices, format_func=_label, key="data_dataset")
 
@@ -50,7 +52,7 @@ else:
     with st.spinner("Loading images…"):
         dataset = resources.current_dataset()
     if state.dataset_choice()["key"] != picked:  # the download failed and Shapes stands in
-        st.session_state["data_sync_choice"] = True
+        st.session_state["data_failed_choice"] = picked
         st.rerun()
     notice = st.session_state[state.DATASET_NOTICE]
     if notice:
