@@ -4,6 +4,7 @@ import streamlit as st
 
 from dcnn_core import plan, plots
 from ui import model_form, model_view, resources, state
+from ui.text import plain
 
 state.ensure_started_from_app()
 
@@ -12,7 +13,7 @@ dataset = resources.current_dataset()
 model_form.ensure_widget_state()
 
 st.caption(
-    f"Designing for **{dataset.title}**: input {' × '.join(map(str, dataset.input_shape))}, "
+    f"Designing for **{plain(dataset.title)}**: input {' × '.join(map(str, dataset.input_shape))}, "
     f"{dataset.num_classes} classes. Pixels are divided by 255 inside the model."
 )
 top_left, top_right = st.columns([2, 1], vertical_alignment="bottom")
@@ -52,7 +53,7 @@ with download_slot:
     model_view.spec_download(spec)
 
 with summary:
-    st.markdown(f"**{spec.name}** — layer by layer")
+    st.markdown(f"**{plain(spec.name)}** — layer by layer")
     st.dataframe(
         {
             "Layer": [layer.name for layer in analysis.layers],

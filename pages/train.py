@@ -4,6 +4,7 @@ import streamlit as st
 
 from dcnn_core import plan
 from ui import experiment_view, resources, runs_view, state, training_view
+from ui.text import plain
 
 state.ensure_started_from_app()
 
@@ -14,7 +15,7 @@ analysis = plan.analyse(spec, dataset.input_shape, dataset.num_classes, resource
 jobs = resources.session_jobs()
 active = training_view.any_active(jobs)
 
-with st.expander(f"Training settings for **{spec.name}** on **{dataset.title}**", expanded=not jobs):
+with st.expander(f"Training settings for **{plain(spec.name)}** on **{plain(dataset.title)}**", expanded=not jobs):
     config = training_view.config_controls(dataset)
 
 if not analysis.ok:

@@ -84,7 +84,8 @@ def test_model_page_preset_and_slider_change_the_summary(app):
     app.select_slider(key="model_b0_filters").set_value(64).run()
     assert not app.exception
     assert app.metric[0].value != before
-    assert "Simple CNN (edited)" in " ".join(md.value for md in app.markdown)
+    assert app.session_state["model_spec"].name == "Simple CNN (edited)"
+    assert r"**Simple CNN \(edited\)** — layer by layer" in [md.value for md in app.markdown]  # shown as typed
 
 
 def test_model_page_refuses_a_design_that_cannot_work(app):
@@ -147,7 +148,7 @@ def test_model_page_loads_a_design_from_json_and_refuses_a_bad_one(app):
     assert app.session_state["model_b0_conv_layers"] == 2
     assert any("Loaded the design 'My VGG'" in s.value for s in app.success)
     app.get("file_uploader")[0].set_value(("broken.json", b'{"blocks": [{"filters": -3}]}', "application/json")).run()
-    assert any("'broken.json' is not a usable design" in e.value and "filters" in e.value for e in app.error)
+    assert any(r"'broken\.json' is not a usable design" in e.value and "filters" in e.value for e in app.error)
     assert app.session_state["model_block_count"] == 2  # the design in hand is kept
 
 

@@ -7,7 +7,6 @@ Plotly labels (escaped by ``dcnn_core.plots``) and in messages escaped for Markd
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from pathlib import PurePosixPath
 
@@ -16,12 +15,12 @@ import streamlit as st
 
 from dcnn_core import custom_data, datasets, plots
 from ui import resources, state
+from ui.text import plain
 
 LAST_REPORT = "custom_import_report"  # the latest ImportReport, shown until the next import or removal
 WEBCAM_SHOTS = "custom_webcam_shots"  # class index → {"kept": {file id: (name, JPEG bytes)}, "seen": file ids}
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp"]
 MAX_BUILD_CLASSES = 10
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:&])")
 _log = logging.getLogger(__name__)
 
 
@@ -43,11 +42,6 @@ def draw_custom_data_section() -> None:
             _folder_tab(options, name)
     _draw_report(st.session_state[LAST_REPORT])
     _draw_saved_sets()
-
-
-def plain(text: str) -> str:
-    """User text for a Markdown element (st.error, st.caption…), shown exactly as typed."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
 
 
 # --- choosing what to import --------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import streamlit as st
 from dcnn_core import explain, export, plots, projection
 from ui import predict_view, resources
 from ui.predict_view import Run
+from ui.text import plain
 
 PREDICTED = -1  # the class picker's "whatever the model predicts"
 EXPORT_SAMPLES = 16  # test images each export must reproduce
@@ -164,7 +165,7 @@ def draw_import() -> None:
     height, width, channels = dataset.input_shape
     st.caption(
         f"It must take {height}×{width}×{channels} images and output {dataset.num_classes} class probabilities "
-        f"(the current data set, {dataset.title}). Standard Keras layers only: Lambda layers and custom code are refused."
+        f"(the current data set, {plain(dataset.title)}). Standard Keras layers only: Lambda layers and custom code are refused."
     )
     upload = st.file_uploader("A Keras 3 model file (.keras)", type=["keras"], key="predict_import")
     if upload is None:

@@ -6,6 +6,7 @@ import streamlit as st
 
 from dcnn_core.training import ACTIVE_STATES
 from ui import resources, state
+from ui.text import plain
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -32,8 +33,8 @@ def training_line() -> str:
 
 def _status_lines() -> None:
     spec = state.model_spec_state()
-    st.caption(f"**Data:** {resources.dataset_title(state.dataset_choice())}")
-    st.caption(f"**Model:** {spec.name}")
+    st.caption(f"**Data:** {plain(resources.dataset_title(state.dataset_choice()))}")
+    st.caption(f"**Model:** {plain(spec.name)}")
     st.caption(f"**Training:** {training_line()}")
 
 

@@ -12,6 +12,7 @@ from dcnn_core import codegen, plan, plots
 from dcnn_core import spec as model_spec
 from dcnn_core.datasets import Dataset
 from ui import model_form, resources, state
+from ui.text import plain
 
 
 def _file_stem(name: str) -> str:
@@ -25,15 +26,15 @@ def spec_upload() -> None:
         return
     st.session_state["model_loaded_file"] = upload.file_id
     if upload.size > 200_000:
-        st.error(f"'{upload.name}' is too large for a design file.", icon=":material/block:")
+        st.error(f"'{plain(upload.name)}' is too large for a design file.", icon=":material/block:")
         return
     try:
         loaded = model_spec.ModelSpec.from_json(upload.getvalue())
     except ValueError as error:
-        st.error(f"'{upload.name}' is not a usable design: {error}", icon=":material/block:")
+        st.error(f"'{plain(upload.name)}' is not a usable design: {plain(str(error))}", icon=":material/block:")
         return
     model_form.load_spec_into_widgets(loaded)
-    st.success(f"Loaded the design '{loaded.name}' from {upload.name}.", icon=":material/check_circle:")
+    st.success(f"Loaded the design '{plain(loaded.name)}' from {plain(upload.name)}.", icon=":material/check_circle:")
 
 
 def spec_download(spec: model_spec.ModelSpec) -> None:

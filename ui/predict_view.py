@@ -11,6 +11,7 @@ from dcnn_core import evaluation, images, plots
 from dcnn_core.export import ImportedRun
 from dcnn_core.training import DIVERGED, TrainingJob
 from ui import resources, state
+from ui.text import plain
 
 PREDICT_CACHE = "predict_cache"  # run id → {"version": …, "PCA": …, "keras": …}: heavy results kept per run
 IMPORTED_RUNS = "predict_imported"  # run id → ImportedRun: .keras models this session imported
@@ -98,7 +99,7 @@ def show_prediction(run: Run, prepared: images.PreparedImage, key: str) -> None:
         column.image(display_pixels(pixels), caption=caption, width="stretch")
     probabilities = evaluation.predict_probabilities(run.model, prepared.model_input[None])[0]
     top = evaluation.top_k(probabilities, run.dataset.class_names, k=min(5, run.dataset.num_classes))
-    st.markdown(f"Prediction: **{top[0][0]}** ({top[0][1]:.1%})")
+    st.markdown(f"Prediction: **{plain(top[0][0])}** ({top[0][1]:.1%})")
     st.plotly_chart(plots.top_k_bar(top), key=f"predict_topk_{key}")
 
 
@@ -190,8 +191,9 @@ def draw_error_analysis(run: Run) -> None:
     )
     cell = evaluation.confusion_cell(result, data.y_test, true_class, predicted_class)
     what = "correct" if true_class == predicted_class else "mistakes"
+    true_name, predicted_name = plain(data.class_names[true_class]), plain(data.class_names[predicted_class])
     st.caption(
-        f"{len(cell):,} test images of **{data.class_names[true_class]}** predicted as **{data.class_names[predicted_class]}** "
+        f"{len(cell):,} test images of **{true_name}** predicted as **{predicted_name}** "
         f"({what}), the most confident first{f'; the first {GALLERY_SIZE} shown' if len(cell) > GALLERY_SIZE else ''}."
     )
     if len(cell):
@@ -209,7 +211,7 @@ def draw_test_image(run: Run) -> images.PreparedImage:
     data = run.dataset
     index = int(st.number_input("Test image number", 0, len(data.y_test) - 1, 0, key="predict_test_index"))
     pixels = data.x_test[index]
-    st.caption(f"True class: **{data.class_names[int(data.y_test[index])]}**")
+    st.caption(f"True class: **{plain(data.class_names[int(data.y_test[index])])}**")
     shown = pixels[..., 0] if pixels.shape[-1] == 1 else pixels
     prepared = images.PreparedImage(shown, [], pixels, False)
     show_prediction(run, prepared, key="test")

@@ -9,6 +9,7 @@ from dcnn_core.training import ACTIVE_STATES, DIVERGED, FAILED, FINISHED, STOPPE
 from dcnn_core.training_config import OPTIMIZERS, SCHEDULES, Augmentation, TrainConfig, schedule_preview
 from ui import resources, state
 from ui.frame import format_seconds
+from ui.text import plain
 
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0]
 SCHEDULE_NAMES = {"constant": "Constant", "step": "Step decay", "cosine": "Cosine decay", "plateau": "Reduce on plateau"}
@@ -165,7 +166,7 @@ def draw_job(job: TrainingJob, was_active: bool) -> None:
     progress = job.snapshot()
     if was_active and not progress.active:
         st.rerun()  # the job just ended: redraw the whole page (buttons, runs table, sidebar)
-    st.markdown(f"**{job.spec.name}** on **{job.dataset.title}**")
+    st.markdown(f"**{plain(job.spec.name)}** on **{plain(job.dataset.title)}**")
     with st.container(key="train_status"):
         if progress.active:
             left, right = st.columns([5, 1], vertical_alignment="center")

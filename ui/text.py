@@ -1,0 +1,12 @@
+"""Showing user-made text (set, class, design names) as typed, never as Markdown or HTML."""
+
+from __future__ import annotations
+
+import re
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:&])")
+
+
+def plain(text: str) -> str:
+    """User text for a Markdown element (st.markdown, st.error, st.caption…), shown exactly as typed."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
