@@ -212,3 +212,14 @@ def test_a_new_tab_with_the_user_token_reattaches_to_a_running_job(app, monkeypa
     assert new_tab.button(key="train_stop")  # the running job is shown, with its Stop button
     new_tab.button(key="train_stop").click().run()
     assert job.wait(30) and job.status == training.STOPPED
+
+
+def test_reruns_leave_keras_global_state_alone(app):
+    """Streamlit clears Keras's session after every run unless the app stops it: training threads share that state."""
+    from dcnn_core.runtime import import_keras
+
+    keras = import_keras()
+    before = keras.backend.get_uid("dcnn_rerun_probe")
+    app.run()
+    _goto(app, "model")
+    assert keras.backend.get_uid("dcnn_rerun_probe") == before + 1  # a cleared session would restart the count at 1

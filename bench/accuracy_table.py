@@ -1,0 +1,125 @@
+"""Test accuracy and training time of the article's baseline vs every CNN preset, on the bundled sets.
+
+Each preset of ``dcnn_core.spec.PRESETS`` is trained through the app's own path
+(``TrainingJob(...).run()``): adam 1e-3, batch 32, validation split 0.1, seed 0, a fixed number of
+epochs per set (10 on Shapes 28×28 grayscale, 20 on the 8×8 handwritten digits). Test accuracy is on
+each set's held-out test split. Presets the planner refuses for a set's image size are listed as
+refused, with its reason. Fashion-MNIST is tried too: offline it is reported as "offline here"; online,
+pass ``--fashion`` to train on it (long: 60,000 images per epoch).
+
+Times are wall-clock seconds of the whole run (build, fit, test evaluation) and, since the machine is
+shared, also as a ratio to the article baseline on the same set. With ``--repeats N`` each run is
+repeated N times in rotated order and the median time is shown (accuracy is the same every time:
+same seed, one TensorFlow thread).
+
+    python bench/accuracy_table.py [--epochs-shapes 10] [--epochs-digits 20] [--repeats 1] [--fashion]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+
+from _common import print_header
+
+
+def train(spec, dataset, epochs: int) -> dict:
+    from dcnn_core.training import FINISHED, TrainConfig, TrainingJob
+
+    config = TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=32, epochs=epochs, validation_split=0.1, seed=0)
+    job = TrainingJob(spec, dataset, config)
+    job.run()  # in this thread: the same work the registry's worker thread does
+    progress = job.snapshot()
+    if progress.status != FINISHED:
+        return {"error": f"{progress.status}: {progress.message}"}
+    return {"accuracy": progress.test_accuracy, "seconds": progress.elapsed_s, "best_val": progress.best_val_accuracy}
+
+
+def table_for(title: str, dataset, epochs: int, repeats: int) -> list[str]:
+    from dcnn_core import plan
+    from dcnn_core import spec as model_spec
+
+    names = list(model_spec.PRESETS)
+    runnable, refused = [], {}
+    for name in names:
+        analysis = plan.analyse(model_spec.preset(name), dataset.input_shape, dataset.num_classes)
+        if analysis.ok:
+            runnable.append(name)
+        else:
+            refused[name] = analysis.error
+    results: dict[str, list[dict]] = {name: [] for name in runnable}
+    for repeat in range(repeats):
+        order = runnable[repeat % len(runnable) :] + runnable[: repeat % len(runnable)]
+        for name in order:
+            result = train(model_spec.preset(name), dataset, epochs)
+            results[name].append(result)
+            shown = f"test accuracy {result['accuracy']:.4f}, {result['seconds']:.1f} s" if "error" not in result else result["error"]
+            print(f"  {title} · {name} (run {repeat + 1}/{repeats}): {shown}", flush=True)
+    baseline = statistics.median(r["seconds"] for r in results.get("Article baseline", []) if "error" not in r) if repeats else None
+    rows = []
+    for name in names:
+        spec = model_spec.preset(name)
+        if name in refused:
+            rows.append(f"| {title} | {name} | – | refused: {refused[name]} | – | – |")
+            continue
+        good = [r for r in results[name] if "error" not in r]
+        if not good:
+            rows.append(f"| {title} | {name} | – | failed: {results[name][0]['error']} | – | – |")
+            continue
+        analysis = plan.analyse(spec, dataset.input_shape, dataset.num_classes)
+        seconds = statistics.median(r["seconds"] for r in good)
+        accuracies = sorted({round(r["accuracy"], 4) for r in good})
+        accuracy = f"{accuracies[0]:.4f}" if len(accuracies) == 1 else f"{accuracies[0]:.4f}–{accuracies[-1]:.4f}"
+        ratio = f"{seconds / baseline:.2f}×" if baseline else "–"
+        rows.append(f"| {title} | {name} | {analysis.total_parameters:,} | {accuracy} | {seconds:.1f} s | {ratio} |")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs-shapes", type=int, default=10)
+    parser.add_argument("--epochs-digits", type=int, default=20)
+    parser.add_argument("--epochs-fashion", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each preset; the median time is shown (default 1)")
+    parser.add_argument("--fashion", action="store_true", help="also train on Fashion-MNIST when it can be downloaded (long)")
+    parser.add_argument("--threads", type=int, default=1, help="DCNN_TF_THREADS (default 1, the app's default on 2 cores)")
+    args = parser.parse_args()
+    os.environ["DCNN_TF_THREADS"] = str(args.threads)
+    print_header("Accuracy and time: article baseline vs CNN presets")
+    from dcnn_core import datasets
+    from dcnn_core.runtime import import_keras
+
+    import_keras()
+    sets = [
+        (f"Shapes 28×28 gray, {args.epochs_shapes} epochs", datasets.load_shapes(), args.epochs_shapes),
+        (f"Digits 8×8, {args.epochs_digits} epochs", datasets.load_digits(), args.epochs_digits),
+    ]
+    fashion_note = ""
+    try:
+        fashion = datasets.load_dataset("fashion_mnist")
+    except datasets.DatasetUnavailable:
+        fashion_note = "Fashion-MNIST: offline here (keras.datasets could not download it); not in the table."
+    else:
+        if args.fashion:
+            sets.append((f"Fashion-MNIST, {args.epochs_fashion} epochs", fashion, args.epochs_fashion))
+        else:
+            fashion_note = "Fashion-MNIST: available, not trained (pass --fashion; 60,000 images per epoch)."
+    for title, dataset, _ in sets:
+        print(f"{title}: {len(dataset.x_train):,} training images (10% of them held out for validation), "
+              f"{len(dataset.x_test):,} test images, {dataset.num_classes} classes", flush=True)  # fmt: skip
+    rows = []
+    for title, dataset, epochs in sets:
+        rows += table_for(title, dataset, epochs, args.repeats)
+    print()
+    print("| Set | Preset | Parameters | Test accuracy | Time | Time vs baseline |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(row)
+    if fashion_note:
+        print()
+        print(fashion_note)
+
+
+if __name__ == "__main__":
+    main()

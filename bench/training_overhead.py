@@ -1,0 +1,222 @@
+"""Training throughput through the dashboard's job machinery, as a fraction of a plain ``model.fit``.
+
+A: a ``dcnn_core.training.TrainingJob`` submitted to a ``JobRegistry`` (its worker thread, live-metrics
+callback and tf.data pipeline), while a reader thread does what an open Train page costs the server
+every second (``--page``): ``snapshot`` (default) reads ``job.snapshot()``, the job machinery's part;
+``draw`` also builds both live Plotly figures and serialises them to JSON; ``server`` then also does
+what Streamlit does after every (fragment) run once Keras is imported: ``keras.backend.clear_session()``
+(which calls ``gc.collect()``) and ``gc.collect(2)``; ``server-no-clear`` does the same without
+``clear_session`` (what the server would do if Streamlit's clean-up skipped Keras). ``--freeze`` calls
+``gc.freeze()`` after the imports, as app.py now does (``ui.resources.freeze_imported_objects``).
+B: ``dcnn_core.build.build_model`` + the same compile, then ``model.fit(x, y, batch_size, shuffle=True)``
+on the same uint8 arrays — in the same process (same TensorFlow thread settings), same seed.
+
+Both first train one untimed epoch (graph tracing). Then warm epochs alternate, A B, B A, …: A is the
+job continued for one more epoch (the Train page's "Continue training"), B one more ``fit`` epoch of
+the plain model. Each epoch is timed from ``on_epoch_begin`` to ``on_epoch_end`` (A by wrapping the
+job's own epoch hooks, B by a callback), in wall-clock seconds and in CPU seconds of the whole process
+(``time.process_time``: all threads, the page reader's included). The figure is the median of the
+per-pair ratios; the CPU-time ratio is the steadier one on a loaded machine, since it does not count
+time spent waiting for a core.
+
+    python bench/training_overhead.py [--repeats 10] [--images 6000] [--page snapshot|draw|server|server-no-clear|none] [--freeze]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+import time
+
+from _common import print_header, summarise
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=10, help="A/B pairs of warm epochs (default 10)")
+    parser.add_argument("--images", type=int, default=6000, help="training images, Shapes 28×28 grayscale (default 6000)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--model", default="Simple CNN", help="a preset name from dcnn_core.spec.PRESETS")
+    parser.add_argument("--threads", type=int, default=1, help="DCNN_TF_THREADS for both (default 1, the app's default on 2 cores)")
+    parser.add_argument(
+        "--page",
+        choices=("none", "snapshot", "draw", "server", "server-no-clear"),
+        default="snapshot",
+        help="what the simulated open Train page does each second while A trains: nothing, job.snapshot() "
+        "(default), + both live figures built and serialised, + Streamlit's post-run clean-up",
+    )
+    parser.add_argument("--freeze", action="store_true", help="gc.freeze() after the imports, as app.py does")  # fmt: skip
+    return parser.parse_args()
+
+
+def load_data(images: int):
+    from dcnn_core import datasets, shapes
+
+    per_class = max(2, round(images / len(shapes.SHAPE_NAMES) * 6 / 5))  # load_shapes keeps 5/6 of each class for training
+    return datasets.load_shapes(count_per_class=per_class, image_size=28, colour=False, seed=0)
+
+
+def page_reader(job, mode: str, stop: threading.Event, interval_s: float = 1.0) -> None:
+    """What pages/train.py's fragment does each ``run_every`` second while the job is active."""
+    import gc
+
+    from dcnn_core import plots
+    from dcnn_core.runtime import import_keras
+
+    keras = import_keras()
+    while not stop.wait(interval_s):
+        progress = job.snapshot()
+        if mode != "snapshot" and (progress.history["loss"] or progress.batch_loss):
+            figure = plots.training_curves(progress.history, progress.batch_steps, progress.batch_loss, progress.batch_accuracy)
+            figure.to_json()
+            if progress.history["learning_rate"]:
+                plots.rate_and_speed(progress.history).to_json()
+        if mode == "server":  # streamlit/runtime/scriptrunner/script_runner.py, after every run
+            keras.backend.clear_session()
+        if mode.startswith("server"):
+            gc.collect(2)
+
+
+class EpochClock:
+    """Wall and CPU seconds between an epoch's begin and end hooks."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def begin(self) -> None:
+        self._started = (time.perf_counter(), time.process_time())
+
+    def end(self) -> None:
+        self.wall.append(time.perf_counter() - self._started[0])
+        self.cpu.append(time.process_time() - self._started[1])
+
+
+class JobRunner:
+    """A: one TrainingJob, trained once untimed, then continued one epoch at a time."""
+
+    def __init__(self, spec, dataset, config, page: str):
+        from dcnn_core.training import JobRegistry, TrainingJob
+
+        self.registry = JobRegistry(max_concurrent=1)
+        self.page = page
+        self.images = len(dataset.x_train)
+        self.job = TrainingJob(spec, dataset, config)
+        self.clock = EpochClock()
+        begin, end = self.job._on_epoch_begin, self.job._on_epoch
+
+        def timed_begin():
+            self.clock.begin()
+            begin()
+
+        def timed_end(*args):
+            stop = end(*args)  # the job's own bookkeeping counts as its cost
+            self.clock.end()
+            return stop
+
+        self.job._on_epoch_begin, self.job._on_epoch = timed_begin, timed_end  # instance attributes: the callback calls these
+        self._train()  # the untimed first epoch
+
+    def _train(self) -> None:
+        from dcnn_core.training import FINISHED
+
+        self.registry.submit(self.job)
+        stop = threading.Event()
+        reader = None
+        if self.page != "none":
+            reader = threading.Thread(target=page_reader, args=(self.job, self.page, stop), daemon=True)
+            reader.start()
+        self.job.wait()
+        stop.set()
+        if reader is not None:
+            reader.join()
+        progress = self.job.snapshot()
+        if progress.status != FINISHED:
+            raise RuntimeError(f"The job ended {progress.status}: {progress.message}\n{progress.details}")
+
+    def epoch(self) -> tuple[float, float]:
+        """Images per wall second and per CPU second of one more epoch."""
+        self.job.prepare_continue(1)
+        self._train()
+        return self.images / self.clock.wall[-1], self.images / self.clock.cpu[-1]
+
+
+class PlainRunner:
+    """B: the same model built and compiled by hand, trained with model.fit on the numpy arrays."""
+
+    def __init__(self, spec, dataset, config):
+        from dcnn_core.build import build_model
+        from dcnn_core.runtime import import_keras
+
+        keras = import_keras()
+        keras.utils.set_random_seed(config.seed)
+        self.model = build_model(spec, dataset.input_shape, dataset.num_classes)
+        self.model.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])  # fmt: skip
+        self.dataset, self.config = dataset, config
+        self.clock = clock = EpochClock()
+
+        class EpochTimer(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                clock.begin()
+
+            def on_epoch_end(self, epoch, logs=None):
+                clock.end()
+
+        self.timer = EpochTimer()
+        self.epoch()  # the untimed first epoch
+
+    def epoch(self) -> tuple[float, float]:
+        self.model.fit(self.dataset.x_train, self.dataset.y_train, batch_size=self.config.batch_size, epochs=1, shuffle=True,
+                       callbacks=[self.timer], verbose=0)  # fmt: skip
+        images = len(self.dataset.x_train)
+        return images / self.clock.wall[-1], images / self.clock.cpu[-1]
+
+
+def main() -> None:
+    args = parse_args()
+    os.environ["DCNN_TF_THREADS"] = str(args.threads)  # read once by dcnn_core.runtime.import_keras
+    print_header("Training throughput: dashboard job vs plain model.fit")
+    from dcnn_core import spec as model_spec
+    from dcnn_core.runtime import import_keras
+    from dcnn_core.training import TrainConfig
+
+    import_keras()
+    import plotly.graph_objects  # noqa: F401  (loaded in the server too)
+    import tensorflow as tf
+
+    dataset = load_data(args.images)
+    if args.freeze:
+        import gc
+
+        gc.freeze()
+    spec = model_spec.preset(args.model)
+    config = TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=args.batch_size, epochs=1, validation_split=0.0)
+    print(f"Data: {dataset.title}, {len(dataset.x_train)} training images {dataset.input_shape} uint8; model: {spec.name}; "
+          f"batch {args.batch_size}; 1 untimed + {args.repeats} timed epochs each; adam 1e-3; seed {config.seed}; "
+          f"TF intra/inter-op threads {tf.config.threading.get_intra_op_parallelism_threads()}/"
+          f"{tf.config.threading.get_inter_op_parallelism_threads()}; page simulation: {args.page}; "
+          f"gc.freeze: {args.freeze}", flush=True)  # fmt: skip
+    job_runner, plain_runner = JobRunner(spec, dataset, config, args.page), PlainRunner(spec, dataset, config)
+    pairs = []
+    for repeat in range(args.repeats):
+        order = ("job", "plain") if repeat % 2 == 0 else ("plain", "job")
+        result = {which: (job_runner.epoch() if which == "job" else plain_runner.epoch()) for which in order}
+        pairs.append((result["job"], result["plain"]))
+        (job_wall, job_cpu), (plain_wall, plain_cpu) = result["job"], result["plain"]
+        print(f"  pair {repeat + 1}/{args.repeats} ({' then '.join(order)}): job {job_wall:.0f} img/s ({job_cpu:.0f} per CPU-s), "
+              f"plain fit {plain_wall:.0f} img/s ({plain_cpu:.0f} per CPU-s) → ratio {job_wall / plain_wall:.3f} "
+              f"(CPU {job_cpu / plain_cpu:.3f})", flush=True)  # fmt: skip
+    wall = summarise([job[0] / plain[0] for job, plain in pairs])
+    cpu = summarise([job[1] / plain[1] for job, plain in pairs])
+    print()
+    print(f"Job throughput:        {summarise([job[0] for job, _ in pairs]).format('.0f', ' img/s')}")
+    print(f"Plain fit throughput:  {summarise([plain[0] for _, plain in pairs]).format('.0f', ' img/s')}")
+    verdict = "met" if wall.median >= 0.97 else "NOT met"
+    print(f"RATIO job / plain fit, images per wall second: {wall.format('.3f')}  — target ≥ 0.97: {verdict}")
+    print(f"RATIO job / plain fit, images per CPU second:  {cpu.format('.3f')}")
+
+
+if __name__ == "__main__":
+    main()
