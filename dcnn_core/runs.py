@@ -113,14 +113,18 @@ class RunStore:
             if folder.is_dir() and _RUN_ID.match(folder.name):
                 try:
                     records.append(self.load(folder))
-                except (OSError, ValueError, KeyError, TypeError):
+                except Exception:  # a damaged or foreign folder is skipped; it must never break the app
                     continue
         return sorted(records, key=lambda record: record.created_at)
 
     def load(self, folder: Path) -> RunRecord:
         data = json.loads((folder / "run.json").read_text())
-        if data.get("format") != FORMAT:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError(f"{folder} is not a DCNN Studio run.")
+        if not isinstance(data.get("dataset", {}), dict) or not isinstance(data.get("owner", ""), str):
+            raise ValueError(f"{folder}: 'dataset' must be an object and 'owner' a string.")
+        if data.get("status") not in ENDED_STATES:  # a saved run never trains: an active status would never end
+            raise ValueError(f"{folder}: a saved run must have ended (status {data.get('status')!r}).")
         return RunRecord(
             run_id=data["run_id"],
             folder=folder,

@@ -523,9 +523,14 @@ class JobRegistry:
         now = time.time() if now is None else now
         evicted = []
         for job in self.jobs():
-            if job.ended and self.idle_stop_s and now - job.last_seen > self.idle_stop_s:
-                if self.on_evict is not None and self.on_evict(job) and self.remove(job.job_id):
+            if self.on_evict is None or not (job.ended and self.idle_stop_s and now - job.last_seen > self.idle_stop_s):
+                continue
+            # Out of the registry first, then handed over: a restore in between finds it in neither place twice.
+            if self.remove(job.job_id):
+                if self.on_evict(job):
                     evicted.append(job)
+                else:
+                    self.add_ended(job)
         return evicted
 
     def _reap_forever(self) -> None:

@@ -33,6 +33,9 @@ notice = experiment_view.gpu_notice()
 if notice:
     st.caption(notice)
 
+if st.session_state.pop(training_view.ONE_AT_A_TIME, False):
+    st.warning("You already have a training running (perhaps in another tab): stop it first, or wait for it to end.")
+
 job = resources.selected_job()
 if job is not None:
     st.fragment(run_every=1.0 if active else None)(training_view.draw_job)(job, active)

@@ -210,6 +210,7 @@ def test_a_new_tab_with_the_user_token_reattaches_to_a_running_job(app, monkeypa
     _goto(new_tab, "train")
     assert new_tab.session_state["job_ids"] == [job.job_id]
     assert new_tab.button(key="train_stop")  # the running job is shown, with its Stop button
+    assert new_tab.button(key="train_start").disabled  # one training at a time per user, in any tab
     new_tab.button(key="train_stop").click().run()
     assert job.wait(30) and job.status == training.STOPPED
 

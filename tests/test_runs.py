@@ -124,3 +124,36 @@ def test_idle_ended_runs_leave_memory_only_when_saved(tiny_shapes, tmp_path):
     registry.on_evict = lambda job: (store.root / job.job_id).is_dir()
     assert registry.evict_idle() == [saved]
     assert registry.get(saved.job_id) is None and registry.get(unsaved.job_id) is unsaved
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["null", "[]", '"text"', "{not json", '{"format": "dcnn-studio-run", "dataset": 3}'],
+    ids=["null", "list", "string", "broken", "bad-dataset"],
+)
+def test_damaged_run_files_are_skipped_not_raised(tmp_path, content):
+    folder = tmp_path / "runs" / "abcdef123456"
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(content)
+    assert runs.RunStore(tmp_path / "runs").load_all() == []
+
+
+def test_a_saved_run_that_claims_to_be_running_is_refused(tiny_shapes, tmp_path):
+    import json
+
+    store = runs.RunStore(tmp_path / "runs")
+    job = _train(tiny_shapes, TrainConfig(epochs=1, batch_size=32), store)
+    record_file = tmp_path / "runs" / job.job_id / "run.json"
+    data = json.loads(record_file.read_text())
+    record_file.write_text(json.dumps(data | {"status": "running"}))
+    assert store.load_all() == []  # it would otherwise come back as a training that never ends
+
+
+def test_eviction_refused_by_the_callback_keeps_the_run(tiny_shapes):
+    registry = training.JobRegistry(max_concurrent=1)
+    job = _train(tiny_shapes, TrainConfig(epochs=1, batch_size=32))
+    registry.add_ended(job)
+    job.last_seen -= 3600
+    registry.idle_stop_s = 60
+    registry.on_evict = lambda evicted: False
+    assert registry.evict_idle() == [] and registry.get(job.job_id) is job

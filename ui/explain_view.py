@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from dcnn_core import explain, export, plots, projection
+from dcnn_core.training import TrainingJob
 from ui import predict_view, resources
 from ui.predict_view import Run
 from ui.text import plain
@@ -95,8 +96,15 @@ def draw_learned_features(run: Run) -> None:
             st.button("Compute t-SNE", key="predict_tsne", icon=":material/scatter_plot:", on_click=_compute_tsne, args=(run,))
 
 
+def _still_training(run: Run) -> bool:
+    """A run continued (e.g. in another tab) since this page was drawn: its model is changing."""
+    return isinstance(run, TrainingJob) and not run.ended
+
+
 def _compute_tsne(run: Run) -> None:
     """The t-SNE button's callback (a callback, so the click survives any rerun before the button)."""
+    if _still_training(run):
+        return
     predict_view.run_cache(run)[projection.TSNE] = projection.project(run.model, run.dataset.x_test, projection.TSNE)
 
 
@@ -113,6 +121,8 @@ def _draw_projection(column, result: projection.Projection, run: Run, key: str) 
 
 def _verified(run: Run, kind: str) -> None:
     """A Prepare button's callback: the verified export of ``kind`` ('keras' or 'tflite'), kept as bytes or an error message."""
+    if _still_training(run):
+        return
     samples = run.dataset.x_test[:EXPORT_SAMPLES]
     exporter = export.export_keras if kind == "keras" else export.export_tflite
     try:

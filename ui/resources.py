@@ -13,7 +13,7 @@ import streamlit as st
 
 from dcnn_core import datasets, runs
 from dcnn_core.settings import Settings, load_settings
-from dcnn_core.training import JobRegistry, TrainingJob
+from dcnn_core.training import ACTIVE_STATES, JobRegistry, TrainingJob
 from ui import state
 
 RETRY_FAILED_DOWNLOAD_S = 120
@@ -48,10 +48,12 @@ def job_registry() -> JobRegistry:
 
 def _back_to_disk(job: TrainingJob) -> bool:
     """Let an idle ended run leave memory if it is saved: its owner gets it back from disk."""
+    if job.dataset_ref.get("key") not in datasets.REGISTRY:
+        return False  # its data (the user's own images) lives only in their session: keep the run in memory
     folder = run_store().root / job.job_id
     try:
         record = run_store().load(folder)
-    except (OSError, ValueError, KeyError, TypeError):
+    except Exception:
         return False
     saved = _saved_runs()
     with saved["lock"]:
@@ -74,8 +76,12 @@ def _restore_saved_runs(owner: str) -> None:
         records = saved["by_owner"].pop(owner, [])
     registry = job_registry()
     for record in records:
+        if registry.get(record.run_id) is not None:
+            continue
         dataset = _dataset_for(record.dataset_ref)
-        if dataset is None or registry.get(record.run_id) is not None:
+        if dataset is None:  # its data cannot be loaded now (offline?): try again on a later visit
+            with saved["lock"]:
+                saved["by_owner"].setdefault(owner, []).append(record)
             continue
         try:
             job = runs.restore_job(record, dataset)
@@ -91,7 +97,7 @@ def _dataset_for(reference: dict) -> datasets.Dataset | None:
         return None
     try:
         return load_dataset({"key": reference["key"], "options": reference.get("options", {})})
-    except datasets.DatasetUnavailable:
+    except Exception:  # unavailable offline, or options this version no longer takes
         return None
 
 
@@ -166,6 +172,11 @@ def selected_job() -> TrainingJob | None:
         return job
     jobs = session_jobs()
     return jobs[-1] if jobs else None
+
+
+def has_active_job() -> bool:
+    """Whether this user already has a training running or queued (one at a time per user)."""
+    return any(job.status in ACTIVE_STATES for job in session_jobs())
 
 
 def start_job(spec, dataset: datasets.Dataset, config) -> TrainingJob:

@@ -12,6 +12,7 @@ from ui.frame import format_seconds
 from ui.text import plain
 
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0]
+ONE_AT_A_TIME = "train_one_at_a_time"  # set when a start was refused because another run is active
 SCHEDULE_NAMES = {"constant": "Constant", "step": "Step decay", "cosine": "Cosine decay", "plateau": "Reduce on plateau"}
 
 
@@ -105,6 +106,9 @@ def start_job(config: TrainConfig) -> None:
     from dcnn_core.runtime import import_keras
 
     import_keras()  # on the script thread first: two threads importing at once can break imports
+    if resources.has_active_job():  # e.g. started meanwhile in another tab
+        st.session_state[ONE_AT_A_TIME] = True
+        return
     resources.start_job(state.model_spec_state(), resources.current_dataset(), config)
 
 
@@ -112,6 +116,9 @@ def continue_job(job: TrainingJob, extra_epochs: int) -> None:
     from dcnn_core.runtime import import_keras
 
     import_keras()
+    if resources.has_active_job():
+        st.session_state["train_continue_error"] = "You already have a training running: stop it first, or wait for it to end."
+        return
     try:
         job.prepare_continue(extra_epochs)
     except ValueError as error:
