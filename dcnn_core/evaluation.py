@@ -28,17 +28,24 @@ def predict_probabilities(model, images: np.ndarray, batch_size: int = 256) -> n
     return np.concatenate(outputs)
 
 
+def accuracy_and_loss(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Accuracy and mean sparse categorical cross-entropy (NaN for no images)."""
+    if not len(labels):
+        return float("nan"), float("nan")
+    picked = probabilities[np.arange(len(labels)), labels]
+    return float((probabilities.argmax(axis=1) == labels).mean()), float(-np.log(np.clip(picked, 1e-7, 1.0)).mean())
+
+
 def evaluate(model, images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...]) -> Evaluation:
     """Accuracy, cross-entropy loss, confusion matrix and per-class report on ``images``."""
     from sklearn.metrics import classification_report, confusion_matrix
 
     probabilities = predict_probabilities(model, images)
     predicted = probabilities.argmax(axis=1)
-    picked = probabilities[np.arange(len(labels)), labels]
-    loss = float(-np.log(np.clip(picked, 1e-7, 1.0)).mean()) if len(labels) else float("nan")
+    accuracy, loss = accuracy_and_loss(probabilities, labels)
     classes = list(range(len(class_names)))
     return Evaluation(
-        accuracy=float((predicted == labels).mean()) if len(labels) else float("nan"),
+        accuracy=accuracy,
         loss=loss,
         probabilities=probabilities,
         predicted=predicted,

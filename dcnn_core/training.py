@@ -328,17 +328,14 @@ class TrainingJob:
             self.model.set_weights(self.best_weights)
 
     def _evaluate_test(self) -> None:
-        from dcnn_core.evaluation import predict_probabilities
+        from dcnn_core.evaluation import accuracy_and_loss, predict_probabilities
 
         data = self.dataset
         if len(data.x_test) == 0:
             return
-        probabilities = predict_probabilities(self.model, data.x_test)
-        accuracy = float((probabilities.argmax(axis=1) == data.y_test).mean())
-        picked = probabilities[np.arange(len(data.y_test)), data.y_test]
-        loss = float(-np.log(np.clip(picked, 1e-7, 1.0)).mean())
+        result = accuracy_and_loss(predict_probabilities(self.model, data.x_test), data.y_test)
         with self._lock:
-            self._test = (accuracy, loss)
+            self._test = result
 
     def _stopped_message(self) -> str:
         reason = getattr(self, "_stop_reason", "")

@@ -224,3 +224,17 @@ def test_reruns_leave_keras_global_state_alone(app):
     app.run()
     _goto(app, "model")
     assert keras.backend.get_uid("dcnn_rerun_probe") == before + 1  # a cleared session would restart the count at 1
+
+
+def test_model_page_block_buttons_duplicate_move_and_remove(app):
+    _goto(app, "model")
+    app.selectbox(key="model_preset").set_value("Simple CNN").run()
+    app.button(key="model_b0_duplicate").click().run()
+    assert app.session_state["model_block_count"] == 3
+    assert [app.session_state[f"model_b{i}_filters"] for i in range(3)] == [32, 32, 64]
+    app.button(key="model_b2_up").click().run()
+    assert [app.session_state[f"model_b{i}_filters"] for i in range(3)] == [32, 64, 32]
+    app.button(key="model_b0_remove").click().run()
+    assert not app.exception
+    assert [app.session_state[f"model_b{i}_filters"] for i in range(2)] == [64, 32]
+    assert app.session_state["model_spec"].name == "Simple CNN (edited)"

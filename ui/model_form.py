@@ -20,6 +20,11 @@ UNIT_CHOICES = [8, 16, 32, 64, 84, 120, 128, 256, 512, 1024]
 MAX_BLOCKS = 6
 MAX_DENSE = 3
 BLOCK_FIELDS = [f.name for f in fields(ConvBlock)]
+BLOCK_BUTTONS = (  # (operation, icon, help) of the buttons in a block's title row
+    ("up", ":material/arrow_upward:", "Move this block up"),
+    ("duplicate", ":material/content_copy:", "Duplicate this block"),
+    ("remove", ":material/delete:", "Remove this block"),
+)
 
 
 def _block_key(index: int, name: str) -> str:
@@ -124,31 +129,11 @@ def block_controls(index: int) -> None:
     with st.container(border=True):
         title, up, dup, remove = st.columns([6, 1, 1, 1], vertical_alignment="center")
         title.markdown(f"**Block {index + 1}**")
-        up.button(
-            "",
-            icon=":material/arrow_upward:",
-            key=f"model_b{index}_up",
-            help="Move this block up",
-            on_click=_change_blocks,
-            args=("up", index),
-            disabled=index == 0,
-        )
-        dup.button(
-            "",
-            icon=":material/content_copy:",
-            key=f"model_b{index}_dup",
-            help="Duplicate this block",
-            on_click=_change_blocks,
-            args=("duplicate", index),
-        )
-        remove.button(
-            "",
-            icon=":material/delete:",
-            key=f"model_b{index}_remove",
-            help="Remove this block",
-            on_click=_change_blocks,
-            args=("remove", index),
-        )
+        for column, (operation, icon, help_text) in zip((up, dup, remove), BLOCK_BUTTONS, strict=True):
+            column.button(
+                "", icon=icon, key=f"model_b{index}_{operation}", help=help_text, on_click=_change_blocks,
+                args=(operation, index), disabled=operation == "up" and index == 0,
+            )  # fmt: skip
         a, b, c = st.columns(3)
         a.selectbox(
             "Kind",
