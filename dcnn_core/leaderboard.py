@@ -1,0 +1,316 @@
+"""The room's leaderboard: published runs in one SQLite file (WAL mode, schema versioned).
+
+Each operation opens its own connection, so any thread may call any method; writers wait for
+each other (``busy_timeout``) and the limits are checked inside the writing transaction, so twenty
+sessions publishing at once never exceed them. No model weights are stored: whoever loads a
+design retrains it. Owners are stored as a hash of their token, never the token itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from dcnn_core.spec import ModelSpec
+from dcnn_core.training_config import TrainConfig
+
+FILE_NAME = "leaderboard.sqlite3"
+MAX_NAME_LENGTH = 40  # characters in a display name
+MAX_ENTRIES_PER_OWNER = 20  # published runs one attendee may have at once
+MAX_ENTRIES = 2000  # in the whole leaderboard
+BUSY_TIMEOUT_MS = 10_000  # how long a writer waits for another one before giving up
+SORT_COLUMNS = {"test_accuracy": "test_accuracy DESC", "training_s": "training_s ASC", "created_at": "created_at DESC"}
+DENSE_BASELINE = "Article baseline"
+
+# Each entry moves the schema one version up; user_version says how many have been applied.
+MIGRATIONS = (
+    """
+    CREATE TABLE entries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        display_name TEXT NOT NULL,
+        owner_hash TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        dataset_group TEXT NOT NULL,  -- the data set's key and options as canonical JSON
+        dataset_title TEXT NOT NULL,
+        spec_json TEXT NOT NULL,
+        design_name TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        config_json TEXT NOT NULL,
+        test_accuracy REAL NOT NULL,
+        training_s REAL NOT NULL,
+        created_at REAL NOT NULL,
+        UNIQUE (owner_hash, run_id)
+    );
+    CREATE INDEX entries_by_dataset ON entries (dataset_group, test_accuracy DESC);
+    CREATE INDEX entries_by_owner ON entries (owner_hash);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class LeaderboardFull(ValueError):
+    """A publish refused by a size limit; the message says which."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One published run, as read back."""
+
+    entry_id: int
+    display_name: str
+    owner_hash: str
+    dataset_ref: dict  # {"key": ..., "options": {...}}: what to load to train it again
+    dataset_title: str
+    spec: ModelSpec
+    design_name: str
+    summary: str
+    config: TrainConfig
+    test_accuracy: float
+    training_s: float
+    created_at: float
+
+    @property
+    def dense_baseline(self) -> bool:
+        """The article's point: dense-only designs (no convolutions) are the baseline to beat."""
+        return not self.spec.blocks or self.design_name.removesuffix(" (edited)") == DENSE_BASELINE
+
+    def published_by(self, owner: str) -> bool:
+        return bool(owner) and owner_hash(owner) == self.owner_hash
+
+
+def owner_hash(owner: str) -> str:
+    """What the database keeps of an owner token: enough to recognise the author, useless to reattach."""
+    return hashlib.sha256(owner.encode()).hexdigest()
+
+
+def anonymous_id(owner: str) -> str:
+    """A short name for an attendee who has not chosen one."""
+    return "attendee-" + owner_hash(owner)[:6]
+
+
+def check_display_name(name: str) -> str:
+    """The name stripped of outer spaces; ValueError with a message a user can act on."""
+    if not isinstance(name, str):
+        raise ValueError("The display name must be text.")
+    name = name.strip()
+    if not name:
+        raise ValueError("Enter a display name: it is how the room sees your run.")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"The display name is {len(name)} characters long; keep it to {MAX_NAME_LENGTH}.")
+    if any(unicodedata.category(ch).startswith("C") for ch in name):
+        raise ValueError("The display name may not contain control or invisible characters (line breaks, tabs, direction marks).")
+    return name
+
+
+def design_summary(spec: ModelSpec, parameters: int) -> str:
+    """One line: blocks, filters, dense layers, parameters."""
+    if spec.blocks:
+        filters = "→".join(str(block.filters) for block in spec.blocks)
+        parts = [f"{len(spec.blocks)} conv block{'s' if len(spec.blocks) > 1 else ''} ({filters} filters)"]
+    else:
+        parts = ["no convolutions"]
+    if spec.head.dense_units:
+        parts.append("dense " + "→".join(str(units) for units in spec.head.dense_units))
+    parts.append(f"{parameters:,} parameters")
+    return " · ".join(parts)
+
+
+def dataset_group(dataset_ref: dict) -> str:
+    return json.dumps({"key": str(dataset_ref.get("key", "")), "options": dataset_ref.get("options", {}) or {}}, sort_keys=True)
+
+
+class Leaderboard:
+    """Published runs in ``path``; created (and migrated) on first use."""
+
+    def __init__(self, path: Path | str, max_per_owner: int = MAX_ENTRIES_PER_OWNER, max_entries: int = MAX_ENTRIES):
+        self.path = Path(path)
+        self.max_per_owner = max_per_owner
+        self.max_entries = max_entries
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._migrate()
+
+    # --- connections and schema -------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        connection.row_factory = sqlite3.Row
+        return connection
+
+    def _migrate(self) -> None:
+        connection = self._connect()
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("BEGIN IMMEDIATE")  # one migrator at a time; the others see the result
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                connection.execute("ROLLBACK")
+                raise RuntimeError(f"{self.path} has schema version {version}; this app knows up to {SCHEMA_VERSION}.")
+            for number in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            connection.execute("COMMIT")
+        finally:
+            connection.close()
+
+    @property
+    def schema_version(self) -> int:
+        connection = self._connect()
+        try:
+            return connection.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            connection.close()
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def publish(
+        self,
+        *,
+        owner: str,
+        run_id: str,
+        display_name: str,
+        dataset_ref: dict,
+        dataset_title: str,
+        spec: ModelSpec,
+        parameters: int,
+        config: TrainConfig,
+        test_accuracy: float,
+        training_s: float,
+    ) -> Entry:
+        """Add a run (or rename it, if this owner published it already); raises ValueError."""
+        name = check_display_name(display_name)
+        if not owner:
+            raise ValueError("Only a signed-in session can publish.")
+        if not 0.0 <= float(test_accuracy) <= 1.0:
+            raise ValueError("A published run needs a test accuracy from 0 to 1.")
+        row = {
+            "display_name": name,
+            "owner_hash": owner_hash(owner),
+            "run_id": run_id,
+            "dataset_group": dataset_group(dataset_ref),
+            "dataset_title": str(dataset_title)[:200],
+            "spec_json": json.dumps(spec.to_dict()),
+            "design_name": spec.name[:200],
+            "summary": design_summary(spec, parameters),
+            "config_json": json.dumps(config.to_dict()),
+            "test_accuracy": float(test_accuracy),
+            "training_s": float(training_s),
+            "created_at": time.time(),
+        }
+        connection = self._connect()
+        try:
+            connection.execute("BEGIN IMMEDIATE")  # the counts below hold until COMMIT
+            existing = connection.execute(
+                "SELECT id FROM entries WHERE owner_hash = ? AND run_id = ?", (row["owner_hash"], run_id)
+            ).fetchone()
+            if existing is not None:
+                connection.execute("UPDATE entries SET display_name = ? WHERE id = ?", (name, existing["id"]))
+                entry_id = existing["id"]
+            else:
+                self._check_room(connection, row["owner_hash"])
+                columns = ", ".join(row)
+                cursor = connection.execute(f"INSERT INTO entries ({columns}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+                entry_id = cursor.lastrowid
+            connection.execute("COMMIT")
+            return _entry(connection.execute("SELECT * FROM entries WHERE id = ?", (entry_id,)).fetchone())
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        finally:
+            connection.close()
+
+    def _check_room(self, connection: sqlite3.Connection, owner: str) -> None:
+        mine = connection.execute("SELECT COUNT(*) FROM entries WHERE owner_hash = ?", (owner,)).fetchone()[0]
+        if mine >= self.max_per_owner:
+            raise LeaderboardFull(f"You have {mine} runs on the leaderboard, the most one person may publish: withdraw one first.")
+        total = connection.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+        if total >= self.max_entries:
+            raise LeaderboardFull(f"The leaderboard is full ({total} runs). Ask the instructor to clear it.")
+
+    def withdraw(self, entry_id: int, owner: str) -> bool:
+        """Remove an entry, only for its author; True if one was removed."""
+        return self._write("DELETE FROM entries WHERE id = ? AND owner_hash = ?", (int(entry_id), owner_hash(owner))) > 0
+
+    def clear(self) -> int:
+        """Remove every entry (the instructor's button); returns how many there were."""
+        return self._write("DELETE FROM entries", ())
+
+    def _write(self, sql: str, parameters: tuple) -> int:
+        connection = self._connect()
+        try:
+            return connection.execute(sql, parameters).rowcount
+        finally:
+            connection.close()
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def _read(self, sql: str, parameters: tuple = ()) -> list[Entry]:
+        connection = self._connect()
+        try:
+            return [_entry(row) for row in connection.execute(sql, parameters).fetchall()]
+        finally:
+            connection.close()
+
+    def load(self, entry_id: int) -> Entry | None:
+        """One entry, with its design and training settings ready to use."""
+        found = self._read("SELECT * FROM entries WHERE id = ?", (int(entry_id),))
+        return found[0] if found else None
+
+    def entries(self) -> list[Entry]:
+        return self._read("SELECT * FROM entries ORDER BY test_accuracy DESC, created_at ASC")
+
+    def best_by_dataset(self, sort_by: str = "test_accuracy", limit: int = 50) -> dict[str, list[Entry]]:
+        """Data set title → its best ``limit`` entries, sorted by ``sort_by`` (see SORT_COLUMNS)."""
+        if sort_by not in SORT_COLUMNS:
+            raise ValueError(f"Sort by one of {', '.join(SORT_COLUMNS)}.")
+        best = self._read(
+            "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY dataset_group ORDER BY test_accuracy DESC, created_at ASC) AS rank"
+            f" FROM entries) WHERE rank <= ? ORDER BY dataset_title, {SORT_COLUMNS[sort_by]}, id",
+            (int(limit),),
+        )
+        grouped: dict[str, list[Entry]] = {}
+        for entry in best:
+            grouped.setdefault(entry.dataset_title, []).append(entry)
+        return grouped
+
+    def display_names(self) -> dict[str, str]:
+        """Owner hash → the name of their latest published run."""
+        connection = self._connect()
+        try:
+            rows = connection.execute("SELECT owner_hash, display_name FROM entries ORDER BY created_at").fetchall()
+        finally:
+            connection.close()
+        return {row["owner_hash"]: row["display_name"] for row in rows}
+
+    def published_run(self, owner: str, run_id: str) -> Entry | None:
+        found = self._read("SELECT * FROM entries WHERE owner_hash = ? AND run_id = ?", (owner_hash(owner), run_id))
+        return found[0] if found else None
+
+
+def _entry(row: sqlite3.Row) -> Entry:
+    group = json.loads(row["dataset_group"])
+    return Entry(
+        entry_id=row["id"],
+        display_name=row["display_name"],
+        owner_hash=row["owner_hash"],
+        dataset_ref={"key": group["key"], "options": group["options"]},
+        dataset_title=row["dataset_title"],
+        spec=ModelSpec.from_dict(json.loads(row["spec_json"])),
+        design_name=row["design_name"],
+        summary=row["summary"],
+        config=TrainConfig.from_dict(json.loads(row["config_json"])),
+        test_accuracy=row["test_accuracy"],
+        training_s=row["training_s"],
+        created_at=row["created_at"],
+    )
+
+
+__all__ = ["Entry", "Leaderboard", "LeaderboardFull", "anonymous_id", "check_display_name", "design_summary", "owner_hash"]
