@@ -6,6 +6,7 @@ Rescaling layer, so a saved model takes raw pixels.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -142,6 +143,8 @@ def load_shapes(count_per_class: int = 600, image_size: int = 28, colour: bool =
 
 def _keras_loader(name: str, title: str):
     try:
+        if os.environ.get("DCNN_OFFLINE", "").strip() == "1":  # offline on purpose (e.g. CI): never try a download
+            raise OSError("DCNN_OFFLINE=1")
         from dcnn_core.runtime import import_keras
 
         return getattr(import_keras().datasets, name).load_data()
