@@ -3,14 +3,16 @@
 import numpy as np
 import pytest
 
-from dcnn_core import runs, spec, training
+from dcnn_core import datasets, runs, spec, training
 from dcnn_core.evaluation import predict_probabilities
 from dcnn_core.training_config import Augmentation, TrainConfig, schedule_preview
 
+SHAPES_REF = {"key": "shapes", "options": {"count_per_class": 30, "image_size": 16, "seed": 1}}
 
-def _train(dataset, config, store=None, name="Simple CNN"):
-    job = training.TrainingJob(spec.preset(name), dataset, config, owner="owner-a")
-    job.dataset_ref = {"key": "shapes", "options": {"count_per_class": 30, "image_size": 16, "seed": 1}, "title": dataset.title}
+
+def _train(dataset, config, store=None, name="Simple CNN", reference=None):
+    reference = {**(reference or SHAPES_REF), "title": dataset.title}
+    job = training.TrainingJob(training.RunDescription(spec.preset(name), config, reference, owner="owner-a"), dataset)
     if store is not None:
         job.on_end = store.save
     job.run()
@@ -157,3 +159,32 @@ def test_eviction_refused_by_the_callback_keeps_the_run(tiny_shapes):
     registry.idle_stop_s = 60
     registry.on_evict = lambda evicted: False
     assert registry.evict_idle() == [] and registry.get(job.job_id) is job
+
+
+def _own_images() -> datasets.Dataset:
+    """A user's own set, as dcnn_core.custom_data makes it: key 'custom:<name>', referred to as {"key": "custom"}."""
+    shapes = datasets.load_shapes(count_per_class=20, image_size=16, seed=9)
+    return datasets.make_dataset("custom:pets", "pets", "Your own images (zip): 120 images in 6 classes", shapes.x_train,
+                                 shapes.y_train, shapes.x_test, shapes.y_test, shapes.class_names, False)  # fmt: skip
+
+
+def test_a_run_on_own_images_is_predicted_with_and_continued_after_a_restart(tmp_path):
+    pets = _own_images()
+    store = runs.RunStore(tmp_path / "runs")
+    job = _train(pets, TrainConfig(epochs=1, batch_size=32, seed=1), store, reference={"key": "custom", "options": {"name": "pets"}})
+    assert job.status == training.FINISHED
+    assert (tmp_path / "runs" / job.job_id / runs.DATA_FILE).is_file()
+
+    fresh = runs.RunStore(tmp_path / "runs")  # a restart: the user's session, and their images in it, are gone
+    [record] = fresh.load_all()
+    restored = runs.restore_job(record, fresh.load_images(record))
+    before = predict_probabilities(job.model, pets.x_test)
+    assert np.allclose(predict_probabilities(restored.model, restored.dataset.x_test), before, atol=1e-5)
+    assert restored.dataset.class_names == pets.class_names and restored.dataset.title == "pets"
+
+    restored.on_end = fresh.save
+    restored.prepare_continue(1)
+    restored.run()
+    assert restored.snapshot().epoch == 2
+    [again] = runs.RunStore(tmp_path / "runs").load_all()
+    assert again.has_saved_images and np.array_equal(fresh.load_images(again).x_train, pets.x_train)  # kept when saved again
