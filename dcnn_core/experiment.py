@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dcnn_core import datasets
+from dcnn_core import datasets, typed_dict
 from dcnn_core.distribute import STRATEGIES
 from dcnn_core.spec import ModelSpec, parse_json
 from dcnn_core.training_config import TrainConfig
@@ -77,8 +77,8 @@ class Experiment:
                 raise ValueError(f"{section}: missing.")
         return cls(
             dataset=_dataset_choice(data["dataset"]),
-            spec=_checked("spec", data["spec"], ModelSpec.from_dict, _spec_field),
-            config=_checked("config", _kinds_checked("config", data["config"], TrainConfig()), TrainConfig.from_dict, _config_field),
+            spec=_checked("spec", data["spec"], ModelSpec.from_dict),
+            config=_checked("config", data["config"], TrainConfig.from_dict),
             distribution=_distribution(data.get("distribution", {})),
         )
 
@@ -87,76 +87,17 @@ class Experiment:
         return cls.from_dict(parse_json(text))
 
 
-def _checked(section: str, data, build: Callable, locate: Callable[[dict], str | None]):
+def _checked(section: str, data, build: Callable):
     """``build(data)``, with any ValueError prefixed by the path of the field that caused it."""
     try:
         return build(data)
+    except typed_dict.FieldError as error:
+        path = error.path
+        message = str(error)
     except ValueError as error:
-        path = locate(data) if isinstance(data, dict) else None
-        raise ValueError(f"{section}{'.' + path if path else ''}: {error}") from None
-
-
-def _kinds_checked(section: str, data, defaults):
-    """``data`` unchanged, once every known field has the kind (number, true/false, text) of its default."""
-    if not isinstance(data, dict):
-        return data
-    for name, value in data.items():
-        default = getattr(defaults, str(name), None)
-        if isinstance(default, (bool, int, float, str)) and not _same_kind(value, default):
-            raise ValueError(f"{section}.{name}: must be {type(default).__name__} like the default {default!r} (got {value!r}).")
-        if hasattr(default, "__dataclass_fields__"):
-            _kinds_checked(f"{section}.{name}", value, default)
-    return data
-
-
-def _fails(build: Callable, data) -> bool:
-    try:
-        build(data)
-    except ValueError:
-        return True
-    return False
-
-
-def _first_failing_key(build: Callable, data: dict, base: dict | None = None) -> str | None:
-    """Add ``data``'s fields one by one to ``base``; the first that makes ``build`` fail is to blame.
-
-    Fields that are only wrong together (early stopping with no validation split) blame the later one.
-    """
-    trial = dict(base or {})
-    for key, value in data.items():
-        trial[key] = value
-        if _fails(build, trial):
-            return str(key)
-    return None
-
-
-def _config_field(data: dict) -> str | None:
-    key = _first_failing_key(TrainConfig.from_dict, data)
-    augmentation = data.get("augmentation")
-    if key == "augmentation" and isinstance(augmentation, dict):
-        before = {k: v for k, v in data.items() if k != "augmentation"}
-        build = lambda values: TrainConfig.from_dict({**before, "augmentation": values})
-        inner = _first_failing_key(build, augmentation)
-        return f"augmentation.{inner}" if inner else key
-    return key
-
-
-def _spec_field(data: dict) -> str | None:
-    blocks, head = data.get("blocks", []), data.get("head", {})
-    if isinstance(blocks, list):
-        if len(blocks) > 12:
-            return "blocks"
-        for index, block in enumerate(blocks):
-            if not isinstance(block, dict):
-                return f"blocks[{index}]"
-            inner = _first_failing_key(lambda values: ModelSpec.from_dict({"blocks": [values]}), block)
-            if inner:
-                return f"blocks[{index}].{inner}"
-    if isinstance(head, dict):
-        inner = _first_failing_key(lambda values: ModelSpec.from_dict({"head": values}), head)
-        if inner:
-            return f"head.{inner}"
-    return _first_failing_key(ModelSpec.from_dict, {k: v for k, v in data.items() if k not in ("blocks", "head")})
+        path = typed_dict.failing_path(build, data)
+        message = str(error)
+    raise ValueError(f"{section}{'.' + path if path else ''}: {message}") from None
 
 
 def _dataset_choice(data) -> DatasetChoice:

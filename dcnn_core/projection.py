@@ -28,17 +28,33 @@ class Projection:
     note: str  # e.g. "1,500 of 10,000 test images, chosen at random (seed 0)"
 
 
-def penultimate_layer(model):
-    """The final Dense layer, whose input is the feature vector projected here."""
+def _classifier(model):
+    """The final Dense layer, which draws the class boundaries."""
     last = model.layers[-1]
     if type(last).__name__ != "Dense":
         raise ValueError("The model does not end in a Dense layer, so its last hidden features cannot be found.")
     return last
 
 
+def penultimate_layer(model):
+    """The layer feeding the final Dense layer: its output is the feature vector projected here."""
+    features = _classifier(model).input
+    for layer in reversed(model.layers[:-1]):
+        if _output_or_none(layer) is features:
+            return layer
+    raise ValueError("The layer feeding the model's final Dense layer cannot be found.")
+
+
+def _output_or_none(layer):
+    try:
+        return layer.output
+    except (AttributeError, ValueError):  # a layer used several times has no single output
+        return None
+
+
 def penultimate_features(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """The features entering the final Dense layer, (N, D) float32, for uint8 images (N, H, W, C)."""
-    last = penultimate_layer(model)
+    last = _classifier(model)
     probe = cached_submodel(model, "penultimate", lambda: last.input)
     outputs = [
         np.asarray(probe(np.asarray(images[start : start + batch_size], np.float32), training=False)).reshape(

@@ -1,6 +1,6 @@
 """A network as data: typed, JSON-serialisable specs and the presets.
 
-A ``ModelSpec`` is what the sliders edit. ``dcnn_core.layers_plan.expand`` turns
+A ``ModelSpec`` is what the sliders edit. ``dcnn_core.plan.expand`` turns
 it into a flat list of Keras layer descriptions, from which the analysis, the
 Keras model and the generated code are all made — one source of truth.
 """
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
+
+from dcnn_core import typed_dict
 
 BLOCK_KINDS = ("plain", "residual", "separable")
 PADDINGS = ("same", "valid")
@@ -62,28 +64,7 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, data: dict) -> ModelSpec:
         """Build a spec from a dict, refusing unknown keys and bad values with a clear message."""
-        if not isinstance(data, dict):
-            raise ValueError("A model spec must be a JSON object.")
-        _check_keys(data, cls, "model spec")
-        blocks_data = data.get("blocks", [])
-        if not isinstance(blocks_data, list):
-            raise ValueError("'blocks' must be a list of blocks.")
-        blocks = []
-        for number, block in enumerate(blocks_data, start=1):
-            if not isinstance(block, dict):
-                raise ValueError(f"Block {number} must be a JSON object.")
-            _check_keys(block, ConvBlock, f"block {number}")
-            blocks.append(ConvBlock(**block))
-        head_data = data.get("head", {})
-        if not isinstance(head_data, dict):
-            raise ValueError("'head' must be a JSON object.")
-        _check_keys(head_data, Head, "head")
-        spec = cls(
-            name=str(data.get("name", "Custom")),
-            rescale=bool(data.get("rescale", True)),
-            blocks=blocks,
-            head=Head(**head_data),
-        )
+        spec = typed_dict.from_dict(cls, data, title="model spec")
         validate_values(spec)
         return spec
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
-OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
+from dcnn_core import typed_dict
+
+OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")  # see _OPTIMIZER_CLASSES
 SCHEDULES = ("constant", "step", "cosine", "plateau")
 
 
@@ -72,26 +74,30 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        """Build from a dict, refusing unknown fields by name."""
-        if not isinstance(data, dict):
-            raise ValueError("A training config must be a JSON object.")
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"Unknown field(s) in training config: {', '.join(sorted(map(str, unknown)))}.")
-        values = dict(data)
-        augmentation = values.pop("augmentation", {}) or {}
-        if not isinstance(augmentation, dict):
-            raise ValueError("'augmentation' must be a JSON object.")
-        unknown = set(augmentation) - {f.name for f in fields(Augmentation)}
-        if unknown:
-            raise ValueError(f"Unknown field(s) in augmentation: {', '.join(sorted(unknown))}.")
-        try:
-            config = cls(**values, augmentation=Augmentation(**augmentation))
-            config.validate()
-        except TypeError as error:
-            raise ValueError(f"Bad training config: {error}") from error
+        """Build from a dict, refusing unknown fields and values of the wrong kind by name."""
+        config = typed_dict.from_dict(cls, data, title="training config")
+        config.validate()
         return config
+
+
+_OPTIMIZER_CLASSES = {  # config.optimizer → (keras.optimizers class, its arguments besides the learning rate)
+    "adam": ("Adam", {}),
+    "sgd": ("SGD", {"momentum": 0.9}),
+    "rmsprop": ("RMSprop", {}),
+    "adamw": ("AdamW", {}),
+}
+
+
+def optimizer_arguments(config: TrainConfig) -> tuple[str, dict]:
+    """The ``keras.optimizers`` class name and arguments for ``config`` (the code generator writes these)."""
+    name, extra = _OPTIMIZER_CLASSES[config.optimizer]
+    return name, {"learning_rate": float(config.learning_rate), **extra}
+
+
+def build_optimizer(keras, config: TrainConfig):
+    """The Keras optimizer ``config`` asks for; ``keras`` is the imported module (this file stays TensorFlow-free)."""
+    name, arguments = optimizer_arguments(config)
+    return getattr(keras.optimizers, name)(**arguments)
 
 
 def scheduled_rate(config: TrainConfig, epoch: int) -> float:

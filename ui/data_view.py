@@ -6,7 +6,7 @@ import streamlit as st
 
 from dcnn_core import datasets, plots
 from dcnn_core.datasets import Dataset
-from ui.custom_data_view import plain
+from ui.text import plain
 
 
 def _card(dataset: Dataset) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from dcnn_core import explain, export, plots, projection
+from dcnn_core import explain, export, naming, plots, projection
 from dcnn_core.training import TrainingJob
 from ui import predict_view, resources
 from ui.predict_view import Run
@@ -149,7 +149,7 @@ def _export_button(run: Run, kind: str, label: str, file_name: str, mime: str) -
 
 def _file_stem(run: Run) -> str:
     name = run.name.rsplit(".", 1)[0] if isinstance(run, export.ImportedRun) else run.spec.name
-    return "".join(ch.lower() if ch.isalnum() else "_" for ch in name).strip("_") or "model"
+    return naming.slug(name)
 
 
 def draw_export(run: Run) -> None:

@@ -8,15 +8,11 @@ import math
 import numpy as np
 import streamlit as st
 
-from dcnn_core import codegen, plan, plots
+from dcnn_core import codegen, naming, plan, plots
 from dcnn_core import spec as model_spec
 from dcnn_core.datasets import Dataset
 from ui import model_form, resources, state
 from ui.text import plain
-
-
-def _file_stem(name: str) -> str:
-    return "".join(ch.lower() if ch.isalnum() else "_" for ch in name).strip("_") or "design"
 
 
 def spec_upload() -> None:
@@ -39,7 +35,7 @@ def spec_upload() -> None:
 
 def spec_download(spec: model_spec.ModelSpec) -> None:
     st.download_button(
-        "Save this design (.json)", spec.to_json(), file_name=f"{_file_stem(spec.name)}.json",
+        "Save this design (.json)", spec.to_json(), file_name=f"{naming.slug(spec.name, 'design')}.json",
         mime="application/json", key="model_spec_download", icon=":material/download:",
     )  # fmt: skip
 
@@ -54,7 +50,7 @@ def keras_code(spec: model_spec.ModelSpec, dataset: Dataset, analysis: plan.Anal
     st.code(script, language="python", height=420)
     left, right = st.columns(2)
     left.download_button(
-        "Download the script", script, file_name=f"{_file_stem(spec.name)}.py", mime="text/x-python",
+        "Download the script", script, file_name=f"{naming.slug(spec.name, 'design')}.py", mime="text/x-python",
         key="model_code_download", icon=":material/download:",
     )  # fmt: skip
     if source_key not in ("fashion_mnist", "mnist", "cifar10", "digits"):
