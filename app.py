@@ -19,6 +19,8 @@ navigation = st.navigation(
         st.Page("pages/model.py", title="Model", icon=":material/account_tree:"),
         st.Page("pages/train.py", title="Train", icon=":material/monitoring:"),
         st.Page("pages/predict.py", title="Predict", icon=":material/search:"),
+        st.Page("pages/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:"),
+        *([st.Page("pages/room.py", title="Room", icon=":material/groups:")] if resources.settings().instructor_key else []),
     ]
 )
 frame_slot = st.sidebar.container()

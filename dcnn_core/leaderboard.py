@@ -107,7 +107,7 @@ def check_display_name(name: str) -> str:
     return name
 
 
-def design_summary(spec: ModelSpec, parameters: int) -> str:
+def design_summary(spec: ModelSpec, parameters: int | None) -> str:
     """One line: blocks, filters, dense layers, parameters."""
     if spec.blocks:
         filters = "→".join(str(block.filters) for block in spec.blocks)
@@ -116,7 +116,8 @@ def design_summary(spec: ModelSpec, parameters: int) -> str:
         parts = ["no convolutions"]
     if spec.head.dense_units:
         parts.append("dense " + "→".join(str(units) for units in spec.head.dense_units))
-    parts.append(f"{parameters:,} parameters")
+    if parameters is not None:
+        parts.append(f"{parameters:,} parameters")
     return " · ".join(parts)
 
 
@@ -179,7 +180,7 @@ class Leaderboard:
         dataset_ref: dict,
         dataset_title: str,
         spec: ModelSpec,
-        parameters: int,
+        parameters: int | None,
         config: TrainConfig,
         test_accuracy: float,
         training_s: float,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def _int_from_env(name: str, default: int, minimum: int = 1) -> int:
@@ -29,6 +29,7 @@ class Settings:
     idle_stop_s: int = 1800  # a training nobody has looked at for this long is stopped (its model kept)
     custom_data_budget_mb: int = 200  # a user's own image set (uint8 arrays) never takes more memory than this
     allow_server_folders: bool = False  # offer "import a folder on this server": only for a local, single-user app
+    instructor_key: str = field(default="", repr=False)  # DCNN_INSTRUCTOR_KEY: unlocks the room view; empty = none
 
 
 def load_settings() -> Settings:
@@ -42,4 +43,5 @@ def load_settings() -> Settings:
         idle_stop_s=_int_from_env("DCNN_IDLE_STOP_S", 1800, minimum=60),
         custom_data_budget_mb=_int_from_env("DCNN_CUSTOM_DATA_BUDGET_MB", 200),
         allow_server_folders=os.environ.get("DCNN_ALLOW_SERVER_FOLDERS", "").strip() == "1",
+        instructor_key=os.environ.get("DCNN_INSTRUCTOR_KEY", "").strip(),
     )

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from dcnn_core import plan
-from ui import experiment_view, resources, runs_view, state, training_view
+from ui import experiment_view, leaderboard_view, resources, runs_view, state, training_view
 from ui.text import plain
 
 state.ensure_started_from_app()
@@ -39,6 +39,7 @@ if st.session_state.pop(training_view.ONE_AT_A_TIME, False):
 job = resources.selected_job()
 if job is not None:
     st.fragment(run_every=1.0 if active else None)(training_view.draw_job)(job, active)
+    leaderboard_view.draw_publish(job)
 else:
     st.info("Press **Start training**. The curves appear here and keep moving while you visit other pages.")
 

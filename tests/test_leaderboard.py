@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
-from dcnn_core import leaderboard, spec
+from dcnn_core import leaderboard, spec, training
 from dcnn_core.leaderboard import Leaderboard, LeaderboardFull
 from dcnn_core.training_config import TrainConfig
 
@@ -164,3 +166,156 @@ def test_display_names_and_anonymous_ids(tmp_path):
     _publish(board, name="Ada")
     assert board.display_names() == {leaderboard.owner_hash("a" * 32): "Ada"}
     assert leaderboard.anonymous_id("a" * 32).startswith("attendee-") and "a" * 8 not in leaderboard.anonymous_id("a" * 32)
+
+
+# --- the pages (AppTest) --------------------------------------------------------------------
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+TIMEOUT = 60
+TINY_SHAPES = {"key": "shapes", "options": {"count_per_class": 40, "image_size": 16, "colour": False, "seed": 0}}
+
+
+@pytest.fixture
+def room(monkeypatch, tmp_path):
+    """A fresh runs folder (so a fresh leaderboard file), no instructor key, settings re-read."""
+    from ui import resources
+
+    monkeypatch.setenv("DCNN_RUNS_DIR", str(tmp_path))
+    monkeypatch.delenv("DCNN_INSTRUCTOR_KEY", raising=False)
+    resources.settings.clear()
+    yield tmp_path
+    resources.settings.clear()
+
+
+def _attendee() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state["dataset_choice"] = dict(TINY_SHAPES)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _goto(at: AppTest, page: str) -> AppTest:
+    at.switch_page(f"pages/{page}.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _train(at: AppTest, epochs: int, wait: bool = True) -> training.TrainingJob:
+    from ui import resources
+
+    _goto(at, "train")
+    at.slider(key="train_epochs").set_value(epochs).run()
+    at.button(key="train_start").click().run()
+    job = resources.job_registry().get(at.session_state["selected_job"])
+    if wait:
+        assert job.wait(120), "the training did not end"
+        at.run()
+    return job
+
+
+def _board_names(at: AppTest) -> list[str]:
+    return [name for frame in at.dataframe for name in frame.value["Name"]]
+
+
+def test_publish_then_the_run_is_on_the_leaderboard_and_its_author_can_withdraw_it(room):
+    at = _attendee()
+    _train(at, epochs=1)
+    assert at.text_input(key="train_publish_name")  # a finished run offers publishing
+    at.text_input(key="train_publish_name").set_value("Ada\nL").run()
+    at.button(key="train_publish").click().run()
+    assert any("control" in error.value for error in at.error)  # refused, with a message
+    at.text_input(key="train_publish_name").set_value("**Ada** <b>").run()
+    at.button(key="train_publish").click().run()
+    assert any("Published as" in message.value and "\\*\\*Ada\\*\\*" in message.value for message in at.success)
+
+    _goto(at, "leaderboard")
+    assert _board_names(at) == ["**Ada** <b> (you)"]
+    assert at.dataframe[0].value["Design"][0] == "Simple CNN"
+    withdraw = [button for button in at.button if button.label == "Withdraw"]
+    assert len(withdraw) == 1
+    withdraw[0].click().run()
+    assert any("withdrawn" in message.value for message in at.success)
+    assert _board_names(at) == []
+    assert any("No runs published yet" in info.value for info in at.info)
+
+
+def test_another_attendee_loads_a_published_design_into_the_model_and_train_pages(room):
+    author = "b" * 32
+    Leaderboard(room / leaderboard.FILE_NAME).publish(
+        owner=author, run_id="run1", display_name="Grace", dataset_ref=TINY_SHAPES, dataset_title="Shapes",
+        spec=spec.preset("VGG-style mini"), parameters=99, config=TrainConfig(epochs=7, batch_size=64), test_accuracy=0.93,
+        training_s=40.0,
+    )  # fmt: skip
+    at = _attendee()
+    at.session_state["dataset_choice"] = {"key": "digits", "options": {}}
+    _goto(at, "leaderboard")
+    assert _board_names(at) == ["Grace"]
+    assert not [button for button in at.button if button.label == "Withdraw"]  # not this attendee's entry
+    [load] = [button for button in at.button if button.label == "Load this design"]
+    load.click().run()
+    assert any("Loaded" in message.value and "VGG" in message.value for message in at.success)
+
+    _goto(at, "model")
+    assert at.session_state["model_block_count"] == 2
+    assert at.session_state["model_b0_conv_layers"] == 2 and at.session_state["model_b0_batch_norm"] is True
+    assert any("VGG\\-style mini" in markdown.value for markdown in at.markdown)
+    _goto(at, "train")
+    assert at.slider(key="train_epochs").value == 7
+    assert at.select_slider(key="train_batch_size").value == 64
+    assert at.session_state["dataset_choice"] == TINY_SHAPES  # the data set the entry was trained on
+
+
+def test_room_page_is_absent_without_the_instructor_key(room):
+    at = _attendee()
+    with pytest.raises(ValueError, match="Could not find a navigation page"):  # not in the navigation at all
+        at.switch_page("pages/room.py")
+    assert _goto(at, "leaderboard").title[0].value == "Leaderboard"  # attendees' pages are there
+
+
+def test_instructor_sees_and_stops_another_users_training(room, monkeypatch):
+    from ui import resources
+
+    monkeypatch.setenv("DCNN_INSTRUCTOR_KEY", "workshop-key")
+    resources.settings.clear()
+    attendee = _attendee()
+    job = _train(attendee, epochs=40, wait=False)
+
+    instructor = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    instructor.run()
+    _goto(instructor, "room")
+    assert instructor.title[0].value == "Room"
+    instructor.text_input(key="room_key").set_value("wrong")  # typed into the form, then submitted
+    instructor.button[0].click().run()
+    assert any("not the instructor key" in error.value for error in instructor.error)
+    assert not [b for b in instructor.button if b.key == f"room_stop_{job.job_id}"]
+    instructor.text_input(key="room_key").set_value("workshop-key")
+    instructor.button[0].click().run()
+    assert instructor.session_state["room_unlocked"] is True
+    text = " ".join(markdown.value for markdown in instructor.markdown)
+    assert leaderboard.anonymous_id(job.owner).replace("-", "\\-") in text and job.owner not in text
+    assert any(metric.label == "CPU (all cores)" for metric in instructor.metric)
+
+    instructor.button(key=f"room_stop_{job.job_id}").click().run()
+    assert job.wait(30), "the instructor's stop did not end the training"
+    assert job.snapshot().status == "stopped"
+    assert "Stopped by the instructor" in job.snapshot().message
+    attendee.run()
+    assert any("Stopped by the instructor" in info.value for info in attendee.info)
+
+
+def test_instructor_clears_the_leaderboard(room, monkeypatch):
+    from ui import resources
+
+    monkeypatch.setenv("DCNN_INSTRUCTOR_KEY", "k")
+    resources.settings.clear()
+    _publish(Leaderboard(room / leaderboard.FILE_NAME))
+    at = _attendee()
+    at.session_state["room_unlocked"] = True
+    _goto(at, "room")
+    assert at.button(key="room_clear").disabled
+    at.checkbox(key="room_confirm_clear").check().run()
+    at.button(key="room_clear").click().run()
+    assert any("Removed 1 leaderboard entry" in message.value for message in at.success)
+    assert Leaderboard(room / leaderboard.FILE_NAME).entries() == []

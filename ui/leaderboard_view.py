@@ -1,0 +1,195 @@
+"""The room's leaderboard: publish a finished run (Train page), browse, load and withdraw (Leaderboard page)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+
+import streamlit as st
+
+from dcnn_core import datasets, leaderboard, plan, runs
+from dcnn_core.leaderboard import Entry, Leaderboard
+from dcnn_core.training import TrainingJob
+from dcnn_core.training_config import TrainConfig
+from ui import model_form, resources, state
+from ui.frame import format_seconds
+from ui.text import plain
+
+DISPLAY_NAME = "leaderboard_display_name"  # the name this user last published under
+MESSAGE = "leaderboard_message"  # (kind, text) left by a callback for the next run to show
+SORTS = {"test_accuracy": "Best test accuracy first", "training_s": "Fastest training first", "created_at": "Newest first"}
+PUBLISHABLE = ("finished", "stopped")  # run states whose test accuracy means something
+TRAIN_PAGE_BATCH_SIZES = (8, 16, 32, 64, 128, 256)  # what the Train page's widgets can show
+TRAIN_PAGE_STEP_FACTORS = (0.1, 0.2, 0.3, 0.5, 0.7)
+
+
+@st.cache_resource(show_spinner=False)
+def _board(path: str) -> Leaderboard:
+    return Leaderboard(path)
+
+
+def board() -> Leaderboard:
+    """The server's leaderboard, in the runs folder (one SQLite file shared by every session)."""
+    return _board(str(runs.default_runs_dir() / leaderboard.FILE_NAME))
+
+
+def _owner() -> str:
+    return st.session_state[state.OWNER]
+
+
+def _show_message() -> None:
+    message = st.session_state.pop(MESSAGE, None)
+    if message:
+        kind, text = message
+        (st.success if kind == "success" else st.error)(text, icon=":material/check_circle:" if kind == "success" else ":material/block:")
+
+
+# --- publishing, on the Train page -------------------------------------------------------------
+
+
+def _publishable(job: TrainingJob) -> str | None:
+    """Why this run cannot be published, or None when it can."""
+    progress = job.snapshot()
+    if progress.status not in PUBLISHABLE or progress.test_accuracy is None:
+        return "A finished run with a test accuracy can be published."
+    if job.dataset_ref.get("key") not in datasets.REGISTRY:
+        return "Runs on your own images stay private: only runs on the built-in sets can be published."
+    return None
+
+
+def _parameters(job: TrainingJob) -> int | None:
+    """The design's parameter count on the data it was trained on (None if that data cannot be loaded now)."""
+    try:
+        dataset = resources.load_dataset({"key": job.dataset_ref["key"], "options": job.dataset_ref.get("options", {})})
+    except Exception:  # e.g. a download that fails now: publish without the count
+        return None
+    analysis = plan.analyse(job.spec, dataset.input_shape, dataset.num_classes)
+    return analysis.total_parameters if analysis.ok else None
+
+
+def _publish(job: TrainingJob) -> None:
+    name = st.session_state.get("train_publish_name", "")
+    progress = job.snapshot()
+    try:
+        entry = board().publish(
+            owner=_owner(), run_id=job.job_id, display_name=name, dataset_ref=job.dataset_ref,
+            dataset_title=job.dataset_ref.get("title", job.dataset_ref["key"]), spec=job.spec, parameters=_parameters(job),
+            config=job.config, test_accuracy=progress.test_accuracy, training_s=progress.elapsed_s,
+        )  # fmt: skip
+    except ValueError as error:
+        st.session_state[MESSAGE] = ("error", plain(str(error)))
+        return
+    st.session_state[DISPLAY_NAME] = entry.display_name
+    st.session_state[MESSAGE] = ("success", f"Published as **{plain(entry.display_name)}**: the room sees it on the Leaderboard page.")
+
+
+def draw_publish(job: TrainingJob | None) -> None:
+    """Below a finished run of this user: a display name and a Publish button."""
+    if job is None or job.owner != _owner() or _publishable(job) is not None:
+        return
+    published = board().published_run(_owner(), job.job_id)
+    with st.container(border=True, key="train_publish_box"):
+        st.markdown("**Share this run with the room** — the design, its training settings and its test accuracy; no weights, no images.")
+        if "train_publish_name" not in st.session_state:
+            st.session_state["train_publish_name"] = published.display_name if published else st.session_state.get(DISPLAY_NAME, "")
+        left, right = st.columns([3, 1], vertical_alignment="bottom")
+        left.text_input("Display name", key="train_publish_name", max_chars=leaderboard.MAX_NAME_LENGTH,
+                        help="Shown to everyone on the Leaderboard page, exactly as typed.")  # fmt: skip
+        right.button("Rename" if published else "Publish", key="train_publish", on_click=_publish, args=(job,),
+                     icon=":material/leaderboard:", use_container_width=True)  # fmt: skip
+        _show_message()
+        if published:
+            st.caption(f"On the leaderboard as {plain(published.display_name)}.")
+
+
+# --- the Leaderboard page ----------------------------------------------------------------------
+
+
+def _settings_line(config: TrainConfig) -> str:
+    return f"{config.optimizer}, lr {config.learning_rate:g}, batch {config.batch_size}, {config.epochs} epochs"
+
+
+def _table(entries: list[Entry]) -> dict:
+    mine = _owner()
+    return {
+        "Name": [entry.display_name + (" (you)" if entry.published_by(mine) else "") for entry in entries],
+        "Test accuracy": [entry.test_accuracy for entry in entries],
+        "Design": [entry.design_name + (" · dense baseline" if entry.dense_baseline else "") for entry in entries],
+        "Summary": [entry.summary for entry in entries],
+        "Training": [_settings_line(entry.config) for entry in entries],
+        "Training time": [format_seconds(entry.training_s) for entry in entries],
+    }
+
+
+def _fit_train_page(config: TrainConfig) -> TrainConfig:
+    """The settings within what the Train page's widgets can show (a headless run may go beyond)."""
+    return replace(
+        config,
+        epochs=min(config.epochs, 50),
+        batch_size=min(TRAIN_PAGE_BATCH_SIZES, key=lambda size: abs(size - config.batch_size)),
+        validation_split=round(min(config.validation_split, 0.5) / 0.05) * 0.05,
+        step_every=min(config.step_every, 20),
+        step_factor=min(TRAIN_PAGE_STEP_FACTORS, key=lambda factor: abs(factor - config.step_factor)),
+        patience=min(config.patience, 10),
+    )
+
+
+def load_entry(entry_id: int) -> None:
+    """The Load button: the design into the Model page, the settings into the Train page, and its data set."""
+    entry = board().load(entry_id)
+    if entry is None:
+        st.session_state[MESSAGE] = ("error", "That entry was withdrawn meanwhile.")
+        return
+    model_form.load_spec_into_widgets(entry.spec)
+    st.session_state[state.TRAIN_CONFIG] = _fit_train_page(entry.config)
+    loaded = f"Loaded **{plain(entry.design_name)}** by {plain(entry.display_name)} and its training settings"
+    if entry.dataset_ref["key"] in datasets.REGISTRY:
+        st.session_state[state.DATASET_CHOICE] = dict(entry.dataset_ref)
+        st.session_state[state.DATASET_NOTICE] = None
+        loaded += f", on {plain(entry.dataset_title)}"
+    st.session_state[MESSAGE] = ("success", loaded + ". Change it on the Model page, then train it on the Train page.")
+
+
+def withdraw_entry(entry_id: int) -> None:
+    if board().withdraw(entry_id, _owner()):
+        st.session_state[MESSAGE] = ("success", "Your entry was withdrawn.")
+    else:
+        st.session_state[MESSAGE] = ("error", "Only its author can withdraw an entry.")
+
+
+def _entry_label(entry: Entry, rank: int) -> str:
+    return f"{rank}. {entry.display_name} — {entry.design_name} — {entry.test_accuracy:.2%}"
+
+
+def _dataset_section(title: str, entries: list[Entry]) -> None:
+    key = hashlib.sha256(title.encode()).hexdigest()[:10]
+    st.subheader(plain(title))
+    baseline = [entry.test_accuracy for entry in entries if entry.dense_baseline]
+    best = max(entry.test_accuracy for entry in entries)
+    if baseline:
+        st.caption(f"Dense baseline: {max(baseline):.2%} · best: {best:.2%} — the room's own numbers.")
+    st.dataframe(
+        _table(entries), hide_index=True, use_container_width=True,
+        column_config={"Test accuracy": st.column_config.NumberColumn(format="percent")},
+    )  # fmt: skip
+    by_id = {entry.entry_id: entry for entry in entries}
+    ranks = {entry.entry_id: rank for rank, entry in enumerate(sorted(entries, key=lambda e: -e.test_accuracy), start=1)}
+    left, middle, right = st.columns([4, 1, 1], vertical_alignment="bottom")
+    picked = left.selectbox("Entry", list(by_id), format_func=lambda i: _entry_label(by_id[i], ranks[i]), key=f"leaderboard_pick_{key}")
+    middle.button("Load this design", key=f"leaderboard_load_{key}", on_click=load_entry, args=(picked,),
+                  icon=":material/download:", use_container_width=True)  # fmt: skip
+    if picked is not None and by_id[picked].published_by(_owner()):
+        right.button("Withdraw", key=f"leaderboard_withdraw_{key}", on_click=withdraw_entry, args=(picked,),
+                     icon=":material/delete:", use_container_width=True)  # fmt: skip
+
+
+def draw_leaderboard() -> None:
+    """Best runs per data set, sortable, with the dense baseline marked and a Load button."""
+    _show_message()
+    sort_by = st.segmented_control("Order", list(SORTS), format_func=SORTS.get, default="test_accuracy", key="leaderboard_sort")
+    grouped = board().best_by_dataset(sort_by=sort_by or "test_accuracy")
+    if not grouped:
+        st.info("No runs published yet. Finish a training on the Train page, then press **Publish** below it.")
+        return
+    for title, entries in grouped.items():
+        _dataset_section(title, entries)

@@ -1,0 +1,128 @@
+"""The instructor's room view: every training in the server, the server's load, the limits; stop and clear."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import fields
+
+import streamlit as st
+
+from dcnn_core import leaderboard
+from dcnn_core.training import TrainingJob
+from ui import leaderboard_view, resources
+from ui.text import plain
+
+UNLOCKED = "room_unlocked"  # True once this browser session entered the instructor key
+MESSAGE = "room_message"
+STOP_REASON = "Stopped by the instructor"
+LIMIT_NAMES = {
+    "max_concurrent_jobs": "Trainings at once (more wait in the queue)",
+    "max_parameters": "Largest design (parameters)",
+    "idle_stop_s": "Unwatched training stopped after (s)",
+    "tf_threads": "TensorFlow threads per operation",
+    "max_upload_megapixels": "Largest uploaded image (megapixels)",
+    "custom_data_budget_mb": "Memory for one user's own images (MB)",
+    "max_train_images": "Largest data set (images)",
+    "allow_server_folders": "Import folders on the server",
+}
+
+
+def _check_key() -> None:
+    entered = st.session_state.get("room_key", "")
+    expected = resources.settings().instructor_key
+    if expected and hmac.compare_digest(entered.encode(), expected.encode()):
+        st.session_state[UNLOCKED] = True
+    else:
+        st.session_state[MESSAGE] = "That is not the instructor key."
+    st.session_state["room_key"] = ""
+
+
+def unlocked() -> bool:
+    """Whether this session may see the room; otherwise draw the key form."""
+    if not resources.settings().instructor_key:
+        st.info("The room view is off: the server has no instructor key (DCNN_INSTRUCTOR_KEY).")
+        return False
+    if st.session_state.get(UNLOCKED):
+        return True
+    with st.form("room_unlock"):
+        st.text_input("Instructor key", type="password", key="room_key")
+        st.form_submit_button("Open the room view", on_click=_check_key, icon=":material/key:")
+    message = st.session_state.pop(MESSAGE, None)
+    if message:
+        st.error(message, icon=":material/block:")
+    return False
+
+
+def _who(job: TrainingJob, names: dict[str, str]) -> str:
+    return names.get(leaderboard.owner_hash(job.owner), leaderboard.anonymous_id(job.owner))
+
+
+def _progress_text(job: TrainingJob) -> str:
+    progress = job.snapshot()
+    if progress.queue_position is not None:
+        return f"queued, place {progress.queue_position}"
+    return f"{progress.status}, epoch {min(progress.epoch + 1, progress.epochs)}/{progress.epochs}"
+
+
+def draw_live() -> None:
+    """What changes by itself: the server's load and the trainings (drawn in a refreshing fragment)."""
+    draw_server()
+    draw_trainings()
+
+
+def draw_trainings() -> None:
+    """Every active and queued training, with a Stop button each."""
+    active = [job for job in resources.job_registry().jobs() if job.snapshot().active]
+    st.subheader(f"Trainings now: {len(active)}")
+    if not active:
+        st.caption("Nobody is training right now.")
+        return
+    names = leaderboard_view.board().display_names()
+    for job in active:
+        with st.container(border=True, key=f"room_job_{job.job_id}"):
+            left, right = st.columns([6, 1], vertical_alignment="center")
+            left.markdown(
+                f"**{plain(_who(job, names))}** · {plain(job.dataset_ref.get('title', job.dataset_ref.get('key', '')))} · "
+                f"{plain(job.spec.name)} · {_progress_text(job)}"
+            )
+            right.button("Stop", key=f"room_stop_{job.job_id}", on_click=job.request_stop, args=(STOP_REASON,),
+                         icon=":material/stop_circle:", use_container_width=True)  # fmt: skip
+
+
+def draw_server() -> None:
+    """CPU and memory of the machine, and of this server process."""
+    import psutil
+
+    memory = psutil.virtual_memory()
+    process = psutil.Process()
+    a, b, c = st.columns(3)
+    a.metric("CPU (all cores)", f"{psutil.cpu_percent(interval=None):.0f} %", help=f"{psutil.cpu_count()} cores")
+    b.metric("Memory used", f"{memory.percent:.0f} %", help=f"{memory.used / 2**30:.1f} of {memory.total / 2**30:.1f} GiB")
+    c.metric("This app's memory", f"{process.memory_info().rss / 2**20:,.0f} MiB")
+
+
+def draw_limits() -> None:
+    """The room limits in force (from the server's settings; the instructor key is never shown)."""
+    settings = resources.settings()
+    shown = [field.name for field in fields(settings) if field.repr]
+    st.dataframe(
+        {"Limit": [LIMIT_NAMES.get(name, name) for name in shown], "Value": [str(getattr(settings, name)) for name in shown]},
+        hide_index=True,
+    )
+    st.caption("Set them with DCNN_* environment variables or Streamlit secrets before starting the server (see the README).")
+
+
+def _clear_leaderboard() -> None:
+    removed = leaderboard_view.board().clear()
+    st.session_state[MESSAGE] = f"Removed {removed} leaderboard entr{'y' if removed == 1 else 'ies'}."
+    st.session_state["room_confirm_clear"] = False
+
+
+def draw_leaderboard_controls() -> None:
+    count = len(leaderboard_view.board().entries())
+    st.caption(f"{count} published run{'' if count == 1 else 's'} on the leaderboard.")
+    confirm = st.checkbox("Yes, remove every entry", key="room_confirm_clear")
+    st.button("Clear the leaderboard", key="room_clear", on_click=_clear_leaderboard, disabled=not confirm, icon=":material/delete_sweep:")
+    message = st.session_state.pop(MESSAGE, None)
+    if message:
+        st.success(message, icon=":material/check_circle:")
