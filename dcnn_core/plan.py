@@ -10,9 +10,9 @@ can show shapes and counts on every slider move without importing TensorFlow.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
-from dcnn_core.spec import ConvBlock, ModelSpec
+from dcnn_core.spec import Backbone, ConvBlock, ModelSpec
 
 BYTES_PER_FLOAT = 4
 
@@ -45,6 +45,8 @@ class Analysis:
 
     layers: list[LayerInfo] = field(default_factory=list)
     error: str | None = None
+    frozen_parameters: int = 0  # a pretrained backbone's, not trained in phase 1
+    fine_tune_parameters: int = 0  # of those, trained again in phase 2 (fine-tuning)
 
     @property
     def ok(self) -> bool:
@@ -53,6 +55,10 @@ class Analysis:
     @property
     def total_parameters(self) -> int:
         return sum(layer.parameters for layer in self.layers)
+
+    @property
+    def trainable_parameters(self) -> int:
+        return self.total_parameters - self.frozen_parameters
 
     @property
     def total_mult_adds(self) -> int:
@@ -122,13 +128,25 @@ def _block(b: _Builder, number: int, x: str, block: ConvBlock) -> str:
     return x
 
 
-def expand(spec: ModelSpec, num_classes: int) -> list[LayerNode]:
-    """The layers of ``spec`` in order; the first node is the input."""
+def _backbone(b: _Builder, x: str, backbone: Backbone, channels: int) -> str:
+    """Resize, grey to RGB, then the backbone as one node (``dcnn_core.backbones.attach`` builds it)."""
+    if channels not in (1, 3):
+        raise DesignError(f"A pretrained backbone takes grey or RGB images; these have {channels} channels.")
+    x = b.add("resize", "Resizing", x, "Input", height=backbone.input_size, width=backbone.input_size)
+    if channels == 1:
+        x = b.add("grayscale_to_rgb", "Concatenate", (x, x, x), "Input", axis=-1)
+    return b.add("backbone", "Backbone", x, "Backbone", backbone=asdict(backbone))
+
+
+def expand(spec: ModelSpec, num_classes: int, channels: int = 3) -> list[LayerNode]:
+    """The layers of ``spec`` in order; the first node is the input (``channels``: the images')."""
     if num_classes < 2:
         raise DesignError(f"The output layer needs at least 2 classes; this data set has {num_classes}.")
     b = _Builder()
     x = b.add("input", "InputLayer", (), "Input")
-    if spec.rescale:
+    if spec.backbone is not None:
+        x = _backbone(b, x, spec.backbone, channels)
+    elif spec.rescale:
         x = b.add("rescale", "Rescaling", x, "Input", scale=1 / 255)
     for number, block in enumerate(spec.blocks, start=1):
         x = _block(b, number, x, block)
@@ -161,6 +179,18 @@ def _analyse_node(node: LayerNode, shapes: list[tuple[int, ...]]) -> tuple[tuple
     """Output shape, parameters and multiply-adds of one layer."""
     config, kind = node.config, node.class_name
     shape = shapes[0] if shapes else ()
+    if kind == "Resizing":
+        return (config["height"], config["width"], shape[-1]), 0, 0
+    if kind == "Concatenate":
+        return (*shape[:-1], sum(s[-1] for s in shapes)), 0, 0
+    if kind == "Backbone":
+        from dcnn_core import backbones
+
+        try:
+            cost = backbones.cost(config["backbone"]["name"], config["backbone"]["input_size"])
+        except ValueError as error:
+            raise DesignError(f"Backbone: {error}") from error
+        return cost.output_shape, cost.parameters, cost.mult_adds
     if kind in ("Rescaling", "Activation", "Dropout", "BatchNormalization"):
         params = 4 * shape[-1] if kind == "BatchNormalization" else 0
         return shape, params, 0
@@ -215,7 +245,7 @@ def analyse(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int
     """
     result = Analysis()
     try:
-        nodes = expand(spec, num_classes)
+        nodes = expand(spec, num_classes, channels=input_shape[-1])
     except DesignError as error:
         result.error = str(error)
         return result
@@ -233,6 +263,8 @@ def analyse(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int
         result.layers.append(
             LayerInfo(node.name, node.class_name, node.block, shape, params, mult_adds, math.prod(shape) * BYTES_PER_FLOAT)
         )
+    if spec.backbone is not None:
+        _add_backbone_costs(result, spec.backbone)
     if max_parameters is not None and result.total_parameters > max_parameters:
         biggest = max(result.layers, key=lambda layer: layer.parameters)
         result.error = (
@@ -241,6 +273,17 @@ def analyse(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int
             "add pooling or a block before flattening, or use fewer filters or dense units."
         )
     return result
+
+
+def _add_backbone_costs(result: Analysis, backbone: Backbone) -> None:
+    """Frozen and fine-tuned parameters, and the backbone's inner activations (its row shows only its output)."""
+    from dcnn_core import backbones
+
+    cost = backbones.cost(backbone.name, backbone.input_size)
+    result.frozen_parameters = cost.parameters
+    result.fine_tune_parameters = cost.fine_tune_parameters(backbone.fine_tune_layers)
+    index = next(i for i, layer in enumerate(result.layers) if layer.class_name == "Backbone")
+    result.layers[index] = replace(result.layers[index], activation_bytes=cost.activation_bytes)
 
 
 def format_shape(shape: tuple[int, ...]) -> str:

@@ -17,6 +17,8 @@ PADDINGS = ("same", "valid")
 ACTIVATIONS = ("relu", "gelu", "swish", "elu", "tanh", "sigmoid")
 POOLINGS = ("max", "average", "none")
 HEAD_POOLINGS = ("flatten", "global_average", "global_max")
+BACKBONE_NAMES = ("mobilenet_v3_small", "efficientnet_b0")  # described in dcnn_core.backbones.CATALOGUE
+BACKBONE_WEIGHTS = ("imagenet", "random")
 
 
 @dataclass
@@ -47,6 +49,18 @@ class Head:
 
 
 @dataclass
+class Backbone:
+    """A pretrained network from keras.applications in place of the conv blocks (transfer learning)."""
+
+    name: str = "mobilenet_v3_small"  # one of BACKBONE_NAMES
+    input_size: int = 96  # images are resized to input_size × input_size inside the model
+    weights: str = "imagenet"  # "imagenet" (transfer learning) or "random" (initialised at random: not transfer learning)
+    fine_tune_layers: int = 10  # phase 2 trains the top N backbone layers with weights (batch norm stays frozen); 0: no phase 2
+    fine_tune_epochs: int = 5  # epochs of phase 2, after the Train page's epochs of phase 1 (head only)
+    fine_tune_lr_factor: float = 0.1  # phase 2's learning rate is the Train page's rate times this
+
+
+@dataclass
 class ModelSpec:
     """A whole network: input preprocessing, convolutional blocks, head."""
 
@@ -54,6 +68,7 @@ class ModelSpec:
     rescale: bool = True  # divide pixels by 255 inside the model, so it takes raw uint8 images
     blocks: list[ConvBlock] = field(default_factory=list)
     head: Head = field(default_factory=Head)
+    backbone: Backbone | None = None  # when set, replaces the conv blocks (and the /255 rescaling: it has its own)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,6 +89,15 @@ class ModelSpec:
         if isinstance(data, dict) and data.get("format") == "dcnn-studio-model-spec":
             data = data.get("spec")
         return cls.from_dict(data)
+
+
+def _backbone_from(data) -> Backbone | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise ValueError("'backbone' must be a JSON object or null.")
+    _check_keys(data, Backbone, "backbone")
+    return Backbone(**data)
 
 
 def parse_json(text: str | bytes):
@@ -130,6 +154,22 @@ def validate_values(spec: ModelSpec) -> None:
         raise ValueError("Head: dense_units must be a list of at most 4 layer sizes.")
     for units in head.dense_units:
         _check_int(units, 1, 4096, "Head: dense units")
+    if spec.backbone is not None:
+        _validate_backbone(spec)
+
+
+def _validate_backbone(spec: ModelSpec) -> None:
+    backbone = spec.backbone
+    _check_choice(backbone.name, BACKBONE_NAMES, "Backbone: name")
+    _check_int(backbone.input_size, 32, 512, "Backbone: input size")
+    _check_choice(backbone.weights, BACKBONE_WEIGHTS, "Backbone: weights")
+    _check_int(backbone.fine_tune_layers, 0, 500, "Backbone: fine-tune layers")
+    _check_int(backbone.fine_tune_epochs, 0, 500, "Backbone: fine-tune epochs")
+    factor = backbone.fine_tune_lr_factor
+    if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not 0.0 < factor <= 1.0:
+        raise ValueError(f"Backbone: fine-tune learning-rate factor must be above 0 and at most 1 (got {factor!r}).")
+    if spec.blocks:
+        raise ValueError("A design with a pretrained backbone has no conv blocks of its own; remove the blocks or the backbone.")
 
 
 def article_baseline() -> ModelSpec:

@@ -1,0 +1,172 @@
+"""Pretrained backbones, offline: weight files written from randomly initialised backbones under keras's own
+names are loaded from DCNN_WEIGHTS_DIR; freezing, fine-tuning the top N, saving and the missing-weights message."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import h5py
+import numpy as np
+import pytest
+
+from dcnn_core import backbones, experiment, plan
+from dcnn_core.build import build_model
+from dcnn_core.runtime import import_keras
+from dcnn_core.spec import Backbone, ModelSpec
+from dcnn_core.training_config import TrainConfig
+
+SIZE = 32  # the smallest input both keras.applications backbones accept
+INPUT_SHAPE = (20, 20, 1)  # grey, and smaller than the backbone's input: both the resize and the channel repeat are used
+CLASSES = 3
+
+
+def _spec(name: str = "mobilenet_v3_small", **backbone) -> ModelSpec:
+    spec = backbones.default_spec(name)
+    return replace(spec, backbone=replace(spec.backbone, **{"input_size": SIZE, **backbone}))
+
+
+def _weights(layers) -> list[np.ndarray]:
+    return [w for layer in layers for w in layer.get_weights()]
+
+
+@pytest.fixture(scope="module")
+def source_backbones(tmp_path_factory):
+    """One randomly initialised copy of each backbone, saved as keras's no-top .h5 file in a fresh folder."""
+    from keras.src.legacy.saving import legacy_h5_format  # the format keras.applications' files are in
+
+    keras = import_keras()
+    folder = tmp_path_factory.mktemp("weights")
+    sources = {}
+    for name, entry in backbones.CATALOGUE.items():
+        keras.utils.set_random_seed(7)
+        network = getattr(keras.applications, entry.application)(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
+        with h5py.File(folder / entry.weights_file, "w") as file:
+            legacy_h5_format.save_weights_to_hdf5_group(file, network)
+        sources[name] = network
+    return folder, sources
+
+
+@pytest.fixture()
+def weights_dir(source_backbones, monkeypatch, tmp_path):
+    folder, _ = source_backbones
+    monkeypatch.setenv(backbones.WEIGHTS_DIR_VARIABLE, str(folder))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))  # an empty cache: the folder is the only source
+    monkeypatch.setattr(backbones, "_host_answers", lambda url: False)  # offline, and fast
+    return folder
+
+
+@pytest.mark.parametrize("name", list(backbones.CATALOGUE))
+def test_the_model_loads_the_weights_from_the_folder_and_freezes_the_backbone(name, weights_dir, source_backbones):
+    status = backbones.weights_status(name)
+    assert (status.available, status.source) == (True, "folder")
+    spec = _spec(name)
+    model = build_model(spec, INPUT_SHAPE, CLASSES)
+    layers = backbones.backbone_layers(model)
+    expected = source_backbones[1][name].get_weights()
+    loaded = _weights(layers)
+    assert len(loaded) == len(expected)
+    assert all(np.array_equal(a, b) for a, b in zip(loaded, expected, strict=True))
+    analysis = plan.analyse(spec, INPUT_SHAPE, CLASSES)
+    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    assert model.count_params() == analysis.total_parameters
+    assert analysis.frozen_parameters == source_backbones[1][name].count_params()
+    assert trainable == analysis.trainable_parameters == analysis.total_parameters - analysis.frozen_parameters
+    assert not any(layer.trainable for layer in layers)
+    assert model.predict(np.zeros((2, *INPUT_SHAPE), "uint8"), verbose=0).shape == (2, CLASSES)
+
+
+def test_fine_tuning_unfreezes_exactly_the_top_layers_and_never_batch_norm(weights_dir):
+    spec = _spec(fine_tune_layers=7)
+    model = build_model(spec, INPUT_SHAPE, CLASSES)
+    layers = backbones.backbone_layers(model)
+    tunable = [layer for layer in layers if layer.weights and type(layer).__name__ not in backbones.NEVER_UNFROZEN]
+    names = backbones.unfreeze_top(model, 7)
+    assert names == [layer.name for layer in tunable[-7:]]
+    assert [layer.name for layer in layers if layer.trainable] == names
+    assert not any(layer.trainable for layer in layers if type(layer).__name__ == "BatchNormalization")
+    head = sum(int(np.prod(v.shape)) for layer in model.layers if layer not in layers for v in layer.trainable_weights)
+    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    assert trainable - head == plan.analyse(spec, INPUT_SHAPE, CLASSES).fine_tune_parameters > 0
+    assert backbones.unfreeze_top(model, 0) == [] and not any(layer.trainable for layer in layers)
+
+
+def test_two_phases_train_the_head_then_the_top_layers_with_batch_norm_in_inference_mode(weights_dir, tmp_path):
+    keras = import_keras()
+    spec = _spec(fine_tune_layers=3, fine_tune_epochs=1, fine_tune_lr_factor=0.1)
+    config = TrainConfig(learning_rate=0.01, epochs=1, batch_size=8)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (16, *INPUT_SHAPE), dtype=np.uint8), np.arange(16) % CLASSES
+    model = build_model(spec, INPUT_SHAPE, CLASSES)
+    layers = backbones.backbone_layers(model)
+    before = [w.copy() for w in _weights(layers)]
+    model.compile(keras.optimizers.Adam(config.learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=config.epochs, batch_size=config.batch_size, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(before, _weights(layers), strict=True)), "phase 1 changed the backbone"
+
+    assert backbones.fine_tunes(spec)
+    phase2 = backbones.fine_tune_config(config, spec.backbone)
+    assert (phase2.learning_rate, phase2.epochs) == pytest.approx((0.001, 1))
+    tuned = backbones.unfreeze_top(model, spec.backbone.fine_tune_layers)
+    model.compile(keras.optimizers.Adam(phase2.learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x, y, initial_epoch=config.epochs, epochs=config.epochs + phase2.epochs, batch_size=8, verbose=0)
+    assert history.epoch == [1]  # the curves go on from phase 1's last epoch
+    for layer in layers:
+        changed = any(not np.array_equal(a, b) for a, b in zip(layer.get_weights(), [before.pop(0) for _ in layer.weights], strict=True))
+        assert changed == (layer.name in tuned), layer.name  # batch norm's moving statistics included: inference mode
+
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(reloaded.predict(x[:4], verbose=0), model.predict(x[:4], verbose=0), rtol=1e-5, atol=1e-6)
+    assert backbones.unfreeze_top(reloaded, 3) == tuned  # a saved run can be fine-tuned (Continue) after a restart
+
+
+def test_no_weights_gives_one_sentence_and_random_initialisation_still_works(monkeypatch, tmp_path):
+    monkeypatch.setenv(backbones.WEIGHTS_DIR_VARIABLE, str(tmp_path / "empty"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    monkeypatch.setattr(backbones, "_host_answers", lambda url: False)
+    status = backbones.weights_status("mobilenet_v3_small")
+    assert not status.available
+    assert "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5" in status.message
+    assert "random initialisation" in status.message and status.message.count(". ") == 0
+    with pytest.raises(backbones.WeightsUnavailable, match="No ImageNet weights for MobileNetV3-Small"):
+        build_model(_spec(), INPUT_SHAPE, CLASSES)
+    model = build_model(_spec(weights="random"), INPUT_SHAPE, CLASSES)
+    assert model.output_shape == (None, CLASSES)
+
+
+def test_a_file_that_is_not_the_backbone_is_refused_clearly(source_backbones, monkeypatch, tmp_path):
+    folder, _ = source_backbones
+    wrong = tmp_path / backbones.CATALOGUE["mobilenet_v3_small"].weights_file
+    wrong.write_bytes((folder / backbones.CATALOGUE["efficientnet_b0"].weights_file).read_bytes())
+    monkeypatch.setenv(backbones.WEIGHTS_DIR_VARIABLE, str(tmp_path))
+    with pytest.raises(backbones.WeightsUnavailable, match="does not hold MobileNetV3-Small's weights"):
+        build_model(_spec(), INPUT_SHAPE, CLASSES)
+
+
+def test_the_spec_carries_the_backbone_and_old_files_still_load():
+    spec = _spec("efficientnet_b0", fine_tune_layers=4)
+    assert ModelSpec.from_json(spec.to_json()) == spec
+    head = {"pooling": "flatten", "dense_units": [], "activation": "relu", "dropout": 0.0}
+    old = {"name": "Old", "rescale": True, "blocks": [], "head": head}
+    assert ModelSpec.from_dict(old).backbone is None
+    with pytest.raises(ValueError, match="Unknown field"):
+        ModelSpec.from_dict({**spec.to_dict(), "backbone": {"name": "efficientnet_b0", "layers": 3}})
+    with pytest.raises(ValueError, match="Backbone: name"):
+        ModelSpec.from_dict({**spec.to_dict(), "backbone": {"name": "resnet50"}})
+    with pytest.raises(ValueError, match="no conv blocks"):
+        ModelSpec.from_dict({**spec.to_dict(), "blocks": [{}]})
+    run = experiment.create(spec, {"key": "shapes", "options": {}}, TrainConfig())
+    assert experiment.Experiment.from_dict(json.loads(run.to_json())).spec.backbone == Backbone(
+        "efficientnet_b0", SIZE, "imagenet", 4, 5, 0.1
+    )
+
+
+def test_the_analysis_refuses_too_small_an_input_and_shows_the_backbone_output():
+    too_small = plan.analyse(_spec(input_size=24), INPUT_SHAPE, CLASSES)
+    assert "at least 32×32" in too_small.error
+    analysis = plan.analyse(_spec(input_size=96), (28, 28, 3), CLASSES)
+    rows = {layer.name: layer for layer in analysis.layers}
+    assert "grayscale_to_rgb" not in rows and rows["resize"].output_shape == (96, 96, 3)
+    assert rows["backbone"].output_shape == (3, 3, 576) and rows["backbone"].mult_adds > 9_000_000
