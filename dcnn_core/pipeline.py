@@ -1,6 +1,9 @@
-"""Input pipelines for training: tf.data with shuffling, augmentation and prefetch."""
+"""Input pipelines for training: tf.data over shared arrays, with shuffling, augmentation and prefetch."""
 
 from __future__ import annotations
+
+import threading
+import weakref
 
 import numpy as np
 
@@ -37,23 +40,65 @@ def augment_preview(images: np.ndarray, augmentation: Augmentation, copies: int,
     return np.clip(np.asarray(pipeline(batch, training=True)), 0, 255).astype(np.uint8)
 
 
-def training_dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig):
-    """Shuffled, batched, optionally augmented, prefetched tf.data pipeline over uint8 images."""
+_shared_lock = threading.Lock()
+_shared: dict[int, tuple[weakref.ref, object, object]] = {}  # id(images) → (weak ref, image tensor, label tensor)
+
+
+def shared_tensors(x: np.ndarray, y: np.ndarray):
+    """One tensor copy of a data set's arrays for every job of the process (gone with the arrays)."""
     import tensorflow as tf
 
-    data = tf.data.Dataset.from_tensor_slices((x, y))
-    data = data.shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True).batch(config.batch_size)
+    key = id(x)
+    with _shared_lock:
+        entry = _shared.get(key)
+        if entry is not None and entry[0]() is x:
+            return entry[1], entry[2]
+        with tf.device("/CPU:0"):
+            tensors = tf.constant(x), tf.constant(y.astype(np.int32))
+        _shared[key] = (weakref.ref(x), *tensors)
+        weakref.finalize(x, _forget, key)
+        return tensors
+
+
+def _forget(key: int) -> None:
+    with _shared_lock:
+        _shared.pop(key, None)
+
+
+def training_dataset(x: np.ndarray, y: np.ndarray, indices: np.ndarray, config: TrainConfig, images_per_epoch: int | None = None):
+    """Shuffled, batched, optionally augmented, prefetched batches of ``x[indices]``, gathered from shared tensors.
+
+    Only the indices are shuffled (a few bytes each): no job copies the images. With
+    ``images_per_epoch`` each epoch sees a fresh random subset of that many images.
+    """
+    import tensorflow as tf
+
+    images, labels = shared_tensors(x, y)
+    data = tf.data.Dataset.from_tensor_slices(np.asarray(indices, np.int32))
+    data = data.shuffle(len(indices), seed=config.seed, reshuffle_each_iteration=True)
+    if images_per_epoch is not None and images_per_epoch < len(indices):
+        data = data.take(images_per_epoch)
+    data = data.batch(config.batch_size).map(lambda batch: (tf.gather(images, batch), tf.gather(labels, batch)))
     pipeline = augmentation_layers(config.augmentation, config.seed)
     if pipeline is not None:
-        data = data.map(lambda images, labels: (pipeline(tf.cast(images, tf.float32), training=True), labels),
-                        num_parallel_calls=tf.data.AUTOTUNE)  # fmt: skip
-    return data.prefetch(tf.data.AUTOTUNE)
+        data = data.map(lambda images, labels: (pipeline(tf.cast(images, tf.float32), training=True), labels))
+    return data.prefetch(2)
 
 
-def evaluation_dataset(x: np.ndarray, y: np.ndarray, batch_size: int):
+def evaluation_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, indices: np.ndarray | None = None):
+    """Batches of ``x[indices]`` (all of ``x`` without indices), in order."""
     import tensorflow as tf
 
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    if indices is None:
+        return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(2)
+    images, labels = shared_tensors(x, y)
+    data = tf.data.Dataset.from_tensor_slices(np.asarray(indices, np.int32)).batch(batch_size)
+    return data.map(lambda batch: (tf.gather(images, batch), tf.gather(labels, batch))).prefetch(2)
+
+
+def batches_per_epoch(train_images: int, batch_size: int, images_per_epoch: int | None = None) -> int:
+    seen = train_images if images_per_epoch is None else min(train_images, images_per_epoch)
+    return -(-seen // batch_size)
 
 
 def balanced_class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:

@@ -13,6 +13,13 @@ from dcnn_core.settings import load_settings
 
 _lock = threading.Lock()
 _configured = False
+_threads: int | None = None  # set by configure() before the first import; else read from the environment
+
+
+def configure(tf_threads: int) -> None:
+    """Use ``tf_threads`` threads per TensorFlow op (the app passes its Settings; takes effect at the first import)."""
+    global _threads
+    _threads = tf_threads
 
 
 def import_keras():
@@ -24,7 +31,7 @@ def import_keras():
             os.environ.setdefault("KERAS_BACKEND", "tensorflow")
             import tensorflow as tf
 
-            threads = load_settings().tf_threads
+            threads = _threads or load_settings().tf_threads
             try:
                 tf.config.threading.set_intra_op_parallelism_threads(threads)
                 tf.config.threading.set_inter_op_parallelism_threads(threads)

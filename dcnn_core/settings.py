@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
-def _int_from_env(name: str, default: int, minimum: int = 1) -> int:
-    raw = os.environ.get(name, "").strip()
+def _int_from(source: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = str(source.get(name, "")).strip()
     if not raw:
         return default
     try:
@@ -21,27 +22,37 @@ def _int_from_env(name: str, default: int, minimum: int = 1) -> int:
 class Settings:
     """Limits that protect a server shared by a whole workshop room."""
 
-    max_concurrent_jobs: int = 2  # trainings running at once; more wait in a queue
+    max_concurrent_jobs: int = 1  # trainings computing at the same moment; the others take turns (fair share)
     tf_threads: int = 1  # intra-op threads per TF op; leaves a core for the web server
     max_parameters: int = 5_000_000  # designs above this are refused before training
     max_upload_megapixels: int = 40  # larger decoded images are refused
-    max_train_images: int = 70_000  # a data set is never bigger than this in memory
+    room_images_per_epoch: int = 6000  # shared server: each epoch trains on a fresh random subset of at most this many images
+    room_max_epochs: int = 20  # shared server: epochs per run (more are cut, with a note)
+    room_max_train_minutes: int = 5  # shared server: training time per run; then it stops, its model kept
+    max_queue: int = 60  # trainings active (computing or waiting) in the whole server; more are refused with a message
+    max_runs_per_user: int = 20  # runs one user keeps; delete one to start another
     idle_stop_s: int = 1800  # a training nobody has looked at for this long is stopped (its model kept)
     custom_data_budget_mb: int = 200  # a user's own image set (uint8 arrays) never takes more memory than this
     allow_server_folders: bool = False  # offer "import a folder on this server": only for a local, single-user app
     instructor_key: str = field(default="", repr=False)  # DCNN_INSTRUCTOR_KEY: unlocks the room view; empty = none
 
 
-def load_settings() -> Settings:
-    """Read settings from ``DCNN_*`` environment variables."""
+def load_settings(source: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``DCNN_*`` names in ``source`` (the environment when None; the app merges Streamlit secrets in)."""
+    env = os.environ if source is None else source
     cores = os.cpu_count() or 2
     return Settings(
-        max_concurrent_jobs=_int_from_env("DCNN_MAX_CONCURRENT_JOBS", 2),
-        tf_threads=_int_from_env("DCNN_TF_THREADS", max(1, cores - 1)),
-        max_parameters=_int_from_env("DCNN_MAX_PARAMETERS", 5_000_000),
-        max_upload_megapixels=_int_from_env("DCNN_MAX_UPLOAD_MEGAPIXELS", 40),
-        idle_stop_s=_int_from_env("DCNN_IDLE_STOP_S", 1800, minimum=60),
-        custom_data_budget_mb=_int_from_env("DCNN_CUSTOM_DATA_BUDGET_MB", 200),
-        allow_server_folders=os.environ.get("DCNN_ALLOW_SERVER_FOLDERS", "").strip() == "1",
-        instructor_key=os.environ.get("DCNN_INSTRUCTOR_KEY", "").strip(),
+        max_concurrent_jobs=_int_from(env, "DCNN_MAX_CONCURRENT_JOBS", 1 if cores <= 2 else cores - 1),
+        tf_threads=_int_from(env, "DCNN_TF_THREADS", max(1, cores - 1)),
+        max_parameters=_int_from(env, "DCNN_MAX_PARAMETERS", 5_000_000),
+        max_upload_megapixels=_int_from(env, "DCNN_MAX_UPLOAD_MEGAPIXELS", 40),
+        idle_stop_s=_int_from(env, "DCNN_IDLE_STOP_S", 1800, minimum=60),
+        custom_data_budget_mb=_int_from(env, "DCNN_CUSTOM_DATA_BUDGET_MB", 200),
+        allow_server_folders=str(env.get("DCNN_ALLOW_SERVER_FOLDERS", "")).strip() == "1",
+        room_images_per_epoch=_int_from(env, "DCNN_ROOM_IMAGES_PER_EPOCH", 6000, minimum=0),
+        room_max_epochs=_int_from(env, "DCNN_ROOM_MAX_EPOCHS", 20, minimum=0),
+        room_max_train_minutes=_int_from(env, "DCNN_ROOM_MAX_TRAIN_MINUTES", 5, minimum=0),
+        max_queue=_int_from(env, "DCNN_MAX_QUEUE", 60, minimum=0),
+        max_runs_per_user=_int_from(env, "DCNN_MAX_RUNS_PER_USER", 20, minimum=0),
+        instructor_key=str(env.get("DCNN_INSTRUCTOR_KEY", "")).strip(),
     )

@@ -125,9 +125,9 @@ def _train(experiment: Experiment, dataset, owner: str, new_owner: bool, cluster
         return 2
     precision = distribute.set_mixed_precision(experiment.distribution.mixed_precision)
     config = experiment.config
-    job = training.TrainingJob(experiment.spec, dataset, config, owner=owner)
-    job.distribution, job.strategy = strategy, description
-    job.dataset_ref = {"key": experiment.dataset.key, "options": dict(experiment.dataset.options), "title": dataset.title}
+    reference = {"key": experiment.dataset.key, "options": dict(experiment.dataset.options), "title": dataset.title}
+    run = training.RunDescription(experiment.spec, config, reference, owner=owner, strategy=description)
+    job = training.TrainingJob(run, dataset, distribution=strategy)
     images = f"{len(dataset.x_train):,} training images"
     say(f"Training {experiment.spec.name} on {dataset.title}: {images}, {config.epochs} epochs, seed {config.seed}")
     say(f"Strategy: {description}; {distribute.batch_semantics(config.batch_size, strategy.num_replicas_in_sync)}; {precision}")

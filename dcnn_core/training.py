@@ -1,9 +1,15 @@
-"""Training jobs: ``fit`` in a background thread, owned by the core, drawn by the pages.
+"""Training runs: ``fit`` in a background thread, owned by the core, drawn by the pages.
 
-A ``TrainingJob`` runs one training in its own thread and records progress and
-metrics; the UI only starts, stops and reads jobs (``job.snapshot()``), so a
-page switch or a rerun never interrupts training. A ``JobRegistry`` — one per
-process — caps how many trainings run at once; the rest wait in a queue.
+The pieces, each with one job:
+
+- ``RunDescription`` — what is trained, on what, for whom (frozen; made once, never changed);
+- ``dcnn_core.progress.ProgressLog`` — the metrics as they arrive (no Keras);
+- ``TrainingJob`` — one run's state and controls (start, stop, continue, snapshot), safe from any thread;
+- ``_Lifecycle`` — what the worker thread does: build, fit, evaluate, finish;
+- ``dcnn_core.jobs.JobRegistry`` — every run of the process and the turns at the processor.
+
+The UI only starts, stops and reads jobs (``job.snapshot()``), so a page switch or a rerun never
+interrupts training. Nothing here touches Streamlit.
 """
 
 from __future__ import annotations
@@ -15,61 +21,57 @@ import secrets
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
 
 from dcnn_core.datasets import Dataset
+from dcnn_core.progress import ACTIVE_STATES, ENDED_STATES, HISTORY_KEYS, MAX_BATCH_POINTS, Progress, ProgressLog, Status
+from dcnn_core.scheduler import FairScheduler
 from dcnn_core.spec import ModelSpec
 from dcnn_core.training_config import OPTIMIZERS, Augmentation, TrainConfig, scheduled_rate
 
-__all__ = ["OPTIMIZERS", "Augmentation", "TrainConfig", "TrainingJob", "JobRegistry", "Progress"]
+__all__ = [
+    "OPTIMIZERS", "Augmentation", "TrainConfig", "TrainingJob", "RunDescription", "RunLimits", "Progress", "Status",
+    "ACTIVE_STATES", "ENDED_STATES", "HISTORY_KEYS", "MAX_BATCH_POINTS", "build_and_compile", "split_indices",
+]  # fmt: skip
 
-QUEUED, RUNNING, FINISHED, STOPPED, FAILED, DIVERGED = "queued", "running", "finished", "stopped", "failed", "diverged"
-ACTIVE_STATES = (QUEUED, RUNNING)
-ENDED_STATES = (FINISHED, STOPPED, FAILED, DIVERGED)
-MAX_BATCH_POINTS = 4000  # per-batch history kept for the live curves; older points are thinned
+QUEUED, RUNNING, FINISHED, STOPPED, FAILED, DIVERGED = (Status.QUEUED, Status.RUNNING, Status.FINISHED, Status.STOPPED,
+                                                        Status.FAILED, Status.DIVERGED)  # fmt: skip
 DIVERGED_LOSS = 1e6  # cross-entropy starts near ln(classes); a mean loss this big means the weights blew up
-HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "images_per_s")
+WAITING = "Waiting for its first turn at the processor…"
 
 
 @dataclass(frozen=True)
-class Progress:
-    """A consistent copy of a job's state, safe to read from the UI thread."""
+class RunLimits:
+    """Bounds on one run's work, set by the server when a room shares it (None: no bound)."""
 
-    job_id: str
-    status: str
-    message: str
-    details: str
-    epoch: int  # epochs completed
-    epochs: int  # epochs planned in all (grows when a run is continued)
-    batch: int  # batches done in the current epoch
-    batches_per_epoch: int
-    elapsed_s: float
-    eta_s: float | None
-    queue_position: int | None
-    history: dict[str, list[float]]  # per epoch: see HISTORY_KEYS
-    batch_steps: list[float]  # fractional epoch of each recorded batch
-    batch_loss: list[float]
-    batch_accuracy: list[float]
-    test_accuracy: float | None
-    test_loss: float | None
-    best_epoch: int | None  # 1-based epoch with the best validation loss
+    images_per_epoch: int | None = None  # a fresh random subset of this many training images each epoch
+    max_compute_s: float | None = None  # stop (model kept) after this much training time
 
-    @property
-    def active(self) -> bool:
-        return self.status in ACTIVE_STATES
+    def describe(self) -> str:
+        parts = []
+        if self.images_per_epoch:
+            parts.append(f"at most {self.images_per_epoch:,} training images per epoch")
+        if self.max_compute_s:
+            parts.append(f"at most {self.max_compute_s / 60:g} min of training per run")
+        return "; ".join(parts)
 
-    @property
-    def fraction_done(self) -> float:
-        total = self.epochs * max(1, self.batches_per_epoch)
-        return min(1.0, (self.epoch * self.batches_per_epoch + self.batch) / total) if total else 0.0
 
-    @property
-    def best_val_accuracy(self) -> float | None:
-        values = [v for v in self.history.get("val_accuracy", []) if math.isfinite(v)]
-        return max(values) if values else None
+@dataclass(frozen=True)
+class RunDescription:
+    """What a run is: made once, before it starts, never changed."""
+
+    spec: ModelSpec
+    config: TrainConfig
+    dataset_ref: dict  # {"key", "options", "title"}: enough to load the data again
+    owner: str = ""
+    run_id: str = field(default_factory=lambda: secrets.token_hex(6))  # unguessable: the id in a URL reattaches to it
+    strategy: str = "default"  # how it was trained, in words (e.g. "MirroredStrategy on 2 GPUs")
+    created_at: float = field(default_factory=time.time)
+    max_parameters: int | None = None
+    limits: RunLimits = RunLimits()
 
 
 class _StopRequested(Exception):
@@ -80,7 +82,7 @@ class _Diverged(Exception):
     pass
 
 
-def _optimizer(keras, config: TrainConfig):
+def build_optimizer(keras, config: TrainConfig):
     rate = float(config.learning_rate)
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate=rate, momentum=0.9)
@@ -101,66 +103,74 @@ def build_and_compile(spec: ModelSpec, dataset: Dataset, config: TrainConfig, ma
     with _seed_lock:
         keras.utils.set_random_seed(config.seed)
         model = build_model(spec, dataset.input_shape, dataset.num_classes, max_parameters, float32_output=mixed)
-    model.compile(optimizer=_optimizer(keras, config), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=build_optimizer(keras, config), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
+def split_indices(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded split of ``count`` training images into (train, validation) indices, each sorted."""
+    order = np.random.default_rng(seed).permutation(count)
+    cut = int(round(count * (1 - fraction))) if fraction > 0 else count
+    return np.sort(order[:cut]), np.sort(order[cut:])
+
+
 def split_train_validation(dataset: Dataset, fraction: float, seed: int):
-    """A seeded split of the training images: ``(x_train, y_train, x_val, y_val)``."""
-    order = np.random.default_rng(seed).permutation(len(dataset.x_train))
-    cut = int(round(len(order) * (1 - fraction))) if fraction > 0 else len(order)
-    train, val = np.sort(order[:cut]), np.sort(order[cut:])
+    """The split as arrays ``(x_train, y_train, x_val, y_val)`` (copies: for scripts and tests, not jobs)."""
+    train, val = split_indices(len(dataset.x_train), fraction, seed)
     return dataset.x_train[train], dataset.y_train[train], dataset.x_train[val], dataset.y_train[val]
 
 
 class TrainingJob:
-    """One training run in a background thread; it can be continued for more epochs.
+    """One run: its state and its controls, safe to call from any thread. The worker is ``_Lifecycle``."""
 
-    The worker thread writes; the UI reads ``snapshot()``. Nothing here touches Streamlit.
-    """
-
-    def __init__(self, spec: ModelSpec, dataset: Dataset, config: TrainConfig, owner: str = "", max_parameters: int | None = None):
-        config.validate()
-        self.job_id = secrets.token_hex(6)  # unguessable: the id in a URL is what reattaches to a run
-        self.owner = owner
-        self.spec = spec
+    def __init__(self, spec: ModelSpec | RunDescription, dataset: Dataset, config: TrainConfig | None = None, owner: str = "",
+                 max_parameters: int | None = None, *, distribution=None):  # fmt: skip
+        if isinstance(spec, RunDescription):
+            description = spec
+        else:
+            reference = {"key": dataset.key, "options": {}, "title": dataset.title}
+            description = RunDescription(spec, config, reference, owner=owner, max_parameters=max_parameters)
+        description.config.validate()
+        self.description = description
         self.dataset = dataset
-        self.dataset_ref: dict = {"key": dataset.key, "title": dataset.title}  # set fully by the page
-        self.config = config
-        self.max_parameters = max_parameters
+        self.distribution = distribution  # a tf.distribute.Strategy to build and train under (headless CLI); None: TF's default
         self.model = None  # the Keras model; safe to use for prediction once the job has ended
         self.best_weights: list | None = None  # weights at the best validation loss
-        self.created_at = time.time()
         self.last_seen = time.time()  # last time its owner's page looked at it
         self.on_end = None  # called with (job, final Progress) when a training ends, before it shows as ended
-        self.distribution = None  # a tf.distribute.Strategy to build and train under (headless CLI); None: TF's default
-        self.strategy = "default"  # how it was trained, in words (e.g. "MirroredStrategy on 2 GPUs"); saved with the run
+        self.scheduler: FairScheduler | None = None  # set by the registry that runs it
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ended = threading.Event()
-        self._status = QUEUED
-        self._message = "Waiting for a free training slot…"
-        self._details = ""
-        self._started_at: float | None = None
-        self._elapsed_before = 0.0  # training time of earlier sessions of a continued run
-        self._ended_at: float | None = None
-        self._epoch = 0
-        self._target_epochs = config.epochs
-        self._batch = 0
-        self._batches_per_epoch = 0
-        self._history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
-        self._batch_steps: list[float] = []
-        self._batch_loss: list[float] = []
-        self._batch_accuracy: list[float] = []
-        self._thin = 1  # record one batch in every _thin, doubling when the history is full
-        self._epoch_started = time.time()
-        self._test: tuple[float, float] | None = None
-        self._best_epoch: int | None = None
-        self._session_start_step = 0  # global batch index where this training session began
         self._stop_reason = ""
-        self.queue_position_fn = lambda: None  # set by the registry
+        self._status, self._message, self._details = QUEUED, WAITING, ""
+        self._log = ProgressLog(target_epochs=description.config.epochs)
+        self._elapsed_before = 0.0  # training time of earlier sessions of a continued run
+        self._started_at: float | None = None
+        self._ended_at: float | None = None
+        self._test: tuple[float, float] | None = None
+        self._had_turn = False
 
-    # --- control, from any thread ---------------------------------------------------------
+    # The description's fields, read-only.
+    job_id = property(lambda self: self.description.run_id)
+    owner = property(lambda self: self.description.owner)
+    spec = property(lambda self: self.description.spec)
+    config = property(lambda self: self.description.config)
+    dataset_ref = property(lambda self: self.description.dataset_ref)
+    strategy = property(lambda self: self.description.strategy)
+    created_at = property(lambda self: self.description.created_at)
+
+    @classmethod
+    def restored(cls, description: RunDescription, dataset: Dataset, model, outcome: dict) -> TrainingJob:
+        """An ended run read back from disk: ``outcome`` has status, message, history, elapsed_s, best_epoch, test."""
+        job = cls(description, dataset)
+        job.model = model
+        job._status, job._message = Status(outcome["status"]), outcome.get("message", "")
+        job._log = ProgressLog.restored(outcome.get("history", {}), outcome.get("best_epoch"))
+        job._elapsed_before = float(outcome.get("elapsed_s", 0.0))
+        job._test = outcome.get("test")
+        job._ended.set()
+        return job
 
     def request_stop(self, reason: str = "") -> None:
         """Ask training to end after the current batch; the weights so far are kept."""
@@ -171,7 +181,7 @@ class TrainingJob:
                 self._message = "Stopping after this batch…"
 
     def prepare_continue(self, extra_epochs: int) -> None:
-        """Make an ended run ready to train ``extra_epochs`` more, from its current weights."""
+        """Make an ended run ready to train ``extra_epochs`` more, from its current weights (callers hold the registry's lock)."""
         if not self.ended or self.model is None:
             raise ValueError("Only a finished or stopped run with a model can be continued.")
         if self.status in (FAILED, DIVERGED):
@@ -179,12 +189,13 @@ class TrainingJob:
         if not 1 <= extra_epochs <= 500:
             raise ValueError("Continue for 1 to 500 more epochs.")
         with self._lock:
-            self._target_epochs = self._epoch + extra_epochs
-            self._status, self._message, self._details = QUEUED, "Waiting for a free training slot…", ""
+            self._log.target_epochs = self._log.epoch + extra_epochs
+            self._status, self._message, self._details = QUEUED, WAITING, ""
             if self._started_at is not None:
                 self._elapsed_before += (self._ended_at or time.time()) - self._started_at
-            self._started_at = self._ended_at = None
-            self._test = None
+            self._started_at = self._ended_at = self._test = None
+            self._had_turn = False
+            self._log.version += 1
         self._stop.clear()
         self._ended.clear()
 
@@ -196,7 +207,7 @@ class TrainingJob:
         self.last_seen = time.time()
 
     @property
-    def status(self) -> str:
+    def status(self) -> Status:
         with self._lock:
             return self._status
 
@@ -204,211 +215,223 @@ class TrainingJob:
     def ended(self) -> bool:
         return self._ended.is_set()
 
+    @property
+    def version(self) -> int:
+        with self._lock:
+            return self._log.version
+
     def snapshot(self) -> Progress:
-        # Ask the registry before taking our lock: it reads other jobs' locks too.
-        queue_position = self.queue_position_fn() if self.status == QUEUED else None
+        scheduler = self.scheduler
+        place = scheduler.place(self.job_id) if scheduler is not None else None
+        wait = scheduler.first_turn_wait_s(self.job_id) if scheduler is not None else None
         with self._lock:
-            elapsed = self._elapsed_before
-            if self._started_at is not None:
-                elapsed += (self._ended_at or time.time()) - self._started_at
-            done = self._epoch * self._batches_per_epoch + self._batch
-            total = self._target_epochs * self._batches_per_epoch
+            log, now = self._log, time.time()
+            elapsed = self._elapsed_before + ((self._ended_at or now) - self._started_at if self._started_at else 0.0)
             eta = None
-            if self._status == RUNNING and self._started_at is not None and done > 0 and total:
-                session_done = done - self._session_start_step
-                rate = (time.time() - self._started_at) / max(1, session_done)
-                eta = rate * (total - done)
+            if self._status == QUEUED:
+                eta = wait
+            elif self._status == RUNNING:
+                eta = log.eta_s(self._share())
             return Progress(
-                job_id=self.job_id,
-                status=self._status,
-                message=self._message,
-                details=self._details,
-                epoch=self._epoch,
-                epochs=self._target_epochs,
-                batch=self._batch,
-                batches_per_epoch=self._batches_per_epoch,
-                elapsed_s=elapsed,
-                eta_s=eta,
-                queue_position=queue_position if self._status == QUEUED else None,
-                history={key: list(values) for key, values in self._history.items()},
-                batch_steps=list(self._batch_steps),
-                batch_loss=list(self._batch_loss),
-                batch_accuracy=list(self._batch_accuracy),
-                test_accuracy=self._test[0] if self._test else None,
-                test_loss=self._test[1] if self._test else None,
-                best_epoch=self._best_epoch,
-            )
+                job_id=self.job_id, status=self._status, message=self._message, details=self._details,
+                epoch=log.epoch, epochs=log.target_epochs, batch=log.batch, batches_per_epoch=log.batches_per_epoch,
+                elapsed_s=elapsed, eta_s=eta, queue_position=place if self._status == QUEUED else None,
+                history={key: list(values) for key, values in log.history.items()},
+                batch_steps=list(log.batch_steps), batch_loss=list(log.batch_loss), batch_accuracy=list(log.batch_accuracy),
+                test_accuracy=self._test[0] if self._test else None, test_loss=self._test[1] if self._test else None,
+                best_epoch=log.best_epoch, version=log.version,
+            )  # fmt: skip
 
-    def _restore(self, record) -> None:
-        """Take the outcome of a run saved on disk (see ``dcnn_core.runs.restore_job``)."""
+    def _share(self) -> float:
+        scheduler = self.scheduler
+        return 1.0 if scheduler is None else scheduler.share(scheduler.computing_count() + scheduler.waiting_count())
+
+    def run(self, scheduler: FairScheduler | None = None) -> None:
+        """The worker thread's body: wait for turns, train, record the outcome instead of raising."""
+        if scheduler is not None:
+            self.scheduler = scheduler
+        _Lifecycle(self).run()
+
+    def _set(self, **changes) -> None:
         with self._lock:
-            self._status, self._message = record.status, record.message
-            self._history = {key: list(record.history.get(key, [])) for key in HISTORY_KEYS}
-            self._epoch = self._target_epochs = len(self._history["loss"])
-            self._elapsed_before = record.elapsed_s
-            self._best_epoch = record.best_epoch
-            if record.test_accuracy is not None:
-                self._test = (record.test_accuracy, record.test_loss)
-            self._ended_at = None
-        self._ended.set()
+            for name, value in changes.items():
+                setattr(self, f"_{name}", value)
+            self._log.version += 1
 
-    # --- the worker -------------------------------------------------------------------------
 
-    def run(self, slots: threading.Semaphore | None = None) -> None:
-        """Wait for a slot, then train; records the outcome instead of raising."""
-        acquired = False
+class _Lifecycle:
+    """What a job's worker thread does: take turns, build, fit, evaluate, save, publish the outcome."""
+
+    def __init__(self, job: TrainingJob):
+        self.job = job
+        self.scheduler = job.scheduler or FairScheduler(slots=1, slice_s=math.inf)  # alone: one endless turn
+        self.turn_began: float | None = None
+
+    def run(self) -> None:
+        job = self.job
         try:
-            if slots is not None:
-                while not (acquired := slots.acquire(timeout=0.2)):
-                    if self._stop.is_set():
-                        break
-            if self._stop.is_set() and self._started_at is None and self.model is None:
-                self._finish(STOPPED, "Cancelled before it started.")
+            if not self.take_turn(first=not job._had_turn):
+                self.finish(STOPPED, "Cancelled before it started." if job.model is None else self.stopped_message())
                 return
-            self._train()
+            self.train()
         except _StopRequested:
-            self._finish(STOPPED, self._stopped_message())
+            self.finish(STOPPED, self.stopped_message())
         except _Diverged as error:
-            self._finish(DIVERGED, str(error))
+            self.finish(DIVERGED, str(error))
         except Exception as error:  # any failure ends this job only; the server keeps serving
-            self._finish(FAILED, _one_line(error), traceback.format_exc())
+            self.finish(FAILED, _one_line(error), traceback.format_exc())
         finally:
-            if acquired:
-                slots.release()
+            self.end_turn()
 
-    def _train(self) -> None:
-        with self._lock:
-            self._status, self._message = RUNNING, "Building the model…" if self.model is None else "Continuing…"
-            self._started_at = time.time()
-        if self.model is None:
+    # --- turns at the processor ---------------------------------------------------------------
+
+    def take_turn(self, first: bool = False) -> bool:
+        job = self.job
+        if not self.scheduler.acquire(job.job_id, cancelled=job._stop.is_set, first=first):
+            return False
+        self.turn_began = time.monotonic()
+        if first:
+            job._had_turn = True
+            job._set(status=RUNNING, message="Building the model…" if job.model is None else "Continuing…",
+                     started_at=job._started_at or time.time())  # fmt: skip
+        return True
+
+    def compute_s(self) -> float:
+        """Seconds this training session has computed, the current turn included."""
+        with self.job._lock:
+            done = self.job._log._computing_s
+        return done + (time.monotonic() - self.turn_began if self.turn_began is not None else 0.0)
+
+    def end_turn(self) -> None:
+        if self.turn_began is not None:
+            self.scheduler.release(self.job.job_id)
+            with self.job._lock:
+                self.job._log.add_compute_time(time.monotonic() - self.turn_began)
+            self.turn_began = None
+
+    def between_batches(self) -> None:
+        """Hand the processor on when the turn is over; stop when asked or out of time."""
+        job = self.job
+        limit = job.description.limits.max_compute_s
+        if limit and self.compute_s() > limit:
+            job.request_stop(f"Stopped at the room's limit of {limit / 60:g} min of training per run")
+        if job._stop.is_set():
+            raise _StopRequested()
+        if self.scheduler.turn_is_over(job.job_id):
+            self.end_turn()
+            if not self.take_turn():
+                raise _StopRequested()
+
+    # --- the work -----------------------------------------------------------------------------
+
+    def train(self) -> None:
+        from dcnn_core import pipeline
+
+        job, config, data = self.job, self.job.config, self.job.dataset
+        if job.model is None:
             # Variables made in a strategy's scope are mirrored; fit then splits each (global) batch across replicas.
-            with self.distribution.scope() if self.distribution is not None else contextlib.nullcontext():
-                self.model = build_and_compile(self.spec, self.dataset, self.config, self.max_parameters)
-        x_train, y_train, x_val, y_val = split_train_validation(self.dataset, self.config.validation_split, self.config.seed)
-        if len(x_train) == 0:
+            with job.distribution.scope() if job.distribution is not None else contextlib.nullcontext():
+                job.model = build_and_compile(job.spec, data, config, job.description.max_parameters)
+        train, val = split_indices(len(data.x_train), config.validation_split, config.seed)
+        if len(train) == 0:
             raise ValueError("No training images are left after the validation split.")
-        with self._lock:
-            self._batches_per_epoch = math.ceil(len(x_train) / self.config.batch_size)
-            self._session_start_step = self._epoch * self._batches_per_epoch
-            self._message = "Training…"
-        self._fit(x_train, y_train, x_val, y_val)
-        self._evaluate_test()
-        with self._lock:
-            stopped_early = self._epoch < self._target_epochs
-            best = self._best_epoch
-        if stopped_early:
-            self._finish(FINISHED, f"Stopped early at epoch {self._epoch}: validation loss stopped improving. "
-                                   f"The weights of its best epoch ({best}) are restored.")  # fmt: skip
+        per_epoch = job.description.limits.images_per_epoch
+        if per_epoch and len(val) > per_epoch // 4:
+            val = val[: max(1, per_epoch // 4)]  # validation in proportion to what an epoch trains on
+        with job._lock:
+            job._log.begin_session(pipeline.batches_per_epoch(len(train), config.batch_size, per_epoch))
+            job._message = "Training…"
+        self.fit(train, val, per_epoch)
+        self.evaluate_test()
+        log = job._log
+        if log.epoch < log.target_epochs:
+            self.finish(FINISHED, f"Stopped early at epoch {log.epoch}: validation loss stopped improving. "
+                                  f"The weights of its best epoch ({log.best_epoch}) are restored.")  # fmt: skip
         else:
-            self._finish(FINISHED, f"Finished {self._epoch} epochs.")
+            self.finish(FINISHED, f"Finished {log.epoch} epochs.")
 
-    def _fit(self, x_train, y_train, x_val, y_val) -> None:
+    def fit(self, train: np.ndarray, val: np.ndarray, per_epoch: int | None) -> None:
         from dcnn_core import pipeline
         from dcnn_core.runtime import import_keras
 
-        keras = import_keras()
-        config = self.config
+        keras, job, config, data = import_keras(), self.job, self.job.config, self.job.dataset
         callbacks = [_callback_class()(self)]
         if config.schedule == "plateau":
             callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.step_factor, patience=config.patience))
         elif config.schedule != "constant":
             callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch, _rate: scheduled_rate(config, epoch)))
-        validation = pipeline.evaluation_dataset(x_val, y_val, max(256, config.batch_size)) if len(x_val) else None
-        self.model.fit(
-            pipeline.training_dataset(x_train, y_train, config),
-            epochs=self._target_epochs,
-            initial_epoch=self._epoch,
-            validation_data=validation,
-            class_weight=pipeline.balanced_class_weights(y_train, self.dataset.num_classes) if config.class_weights else None,
-            callbacks=callbacks,
-            shuffle=False,  # the tf.data pipeline shuffles, seeded
-            verbose=0,
-        )
-        if self.best_weights is not None and (config.early_stopping or self._epoch < self._target_epochs):
-            self.model.set_weights(self.best_weights)
+        validation = pipeline.evaluation_dataset(data.x_train, data.y_train, max(256, config.batch_size), val) if len(val) else None
+        weights = pipeline.balanced_class_weights(data.y_train[train], data.num_classes) if config.class_weights else None
+        job.model.fit(
+            pipeline.training_dataset(data.x_train, data.y_train, train, config, per_epoch),
+            epochs=job._log.target_epochs, initial_epoch=job._log.epoch, validation_data=validation,
+            class_weight=weights, callbacks=callbacks, shuffle=False, verbose=0,  # the pipeline shuffles, seeded
+        )  # fmt: skip
+        if job.best_weights is not None and (config.early_stopping or job._log.epoch < job._log.target_epochs):
+            job.model.set_weights(job.best_weights)
 
-    def _evaluate_test(self) -> None:
+    def evaluate_test(self) -> None:
         from dcnn_core.evaluation import accuracy_and_loss, predict_probabilities
 
-        data = self.dataset
-        if len(data.x_test) == 0:
-            return
-        result = accuracy_and_loss(predict_probabilities(self.model, data.x_test), data.y_test)
-        with self._lock:
-            self._test = result
+        data = self.job.dataset
+        if len(data.x_test):
+            self.job._set(test=accuracy_and_loss(predict_probabilities(self.job.model, data.x_test), data.y_test))
 
-    def _stopped_message(self) -> str:
-        reason = getattr(self, "_stop_reason", "")
-        with self._lock:
-            where = f"epoch {self._epoch + 1}, batch {self._batch}"
-        if reason:
-            return f"{reason} (at {where}). The model trained so far is kept."
+    def stopped_message(self) -> str:
+        job = self.job
+        with job._lock:
+            where = f"epoch {job._log.epoch + 1}, batch {job._log.batch}"
+        if job._stop_reason:
+            return f"{job._stop_reason} (at {where}). The model trained so far is kept."
         return f"Stopped by you at {where}. The model trained so far is kept."
 
-    def _finish(self, status: str, message: str, details: str = "") -> None:
+    def finish(self, status: Status, message: str, details: str = "") -> None:
         """Save (``on_end``), then publish the outcome: nobody sees 'finished' before the run is saved."""
-        with self._lock:
-            self._ended_at = time.time()
-            if self._status == RUNNING:
-                self._message = "Saving the run…"
-        if self.on_end is not None:
-            final = dataclasses.replace(self.snapshot(), status=status, message=message, details=details)
+        job = self.job
+        self.end_turn()
+        with job._lock:
+            job._ended_at = time.time()
+            if job._status == RUNNING:
+                job._message = "Saving the run…"
+        if job.on_end is not None:
+            final = dataclasses.replace(job.snapshot(), status=status, message=message, details=details)
             try:
-                self.on_end(self, final)
+                job.on_end(job, final)
             except Exception as error:  # saving must never lose the run in memory
                 message += f" (It could not be saved to disk: {_one_line(error)})"
-        with self._lock:
-            self._status, self._message, self._details = status, message, details
-            self._ended.set()
+        job._set(status=status, message=message, details=details)
+        job._ended.set()
 
-    # --- called by the Keras callback, on the worker thread ----------------------------------
+    # --- called by the Keras callback, on the worker thread -------------------------------------
 
-    def _on_batch(self, batch: int, logs: dict) -> None:
+    def on_batch(self, batch: int, logs: dict) -> None:
+        job = self.job
         loss = float(logs.get("loss", math.nan))
-        with self._lock:
-            self._batch = batch + 1
-            if (batch % self._thin) == 0:
-                self._batch_steps.append(self._epoch + self._batch / max(1, self._batches_per_epoch))
-                self._batch_loss.append(loss)
-                self._batch_accuracy.append(float(logs.get("accuracy", math.nan)))
-                if len(self._batch_steps) >= MAX_BATCH_POINTS:
-                    self._batch_steps = self._batch_steps[::2]
-                    self._batch_loss = self._batch_loss[::2]
-                    self._batch_accuracy = self._batch_accuracy[::2]
-                    self._thin *= 2
+        with job._lock:
+            job._log.record_batch(batch, loss, float(logs.get("accuracy", math.nan)))
+            epoch = job._log.epoch
         if not math.isfinite(loss) or loss > DIVERGED_LOSS:
             what = f"became {loss}" if not math.isfinite(loss) else f"exploded to {loss:.3g}"
             raise _Diverged(
-                f"Training stopped at epoch {self._epoch + 1}, batch {batch + 1}: the loss {what}. "
+                f"Training stopped at epoch {epoch + 1}, batch {batch + 1}: the loss {what}. "
                 "The learning rate is probably too high — lower it (e.g. ÷10) and train again."
             )
-        if self._stop.is_set():
-            raise _StopRequested()
+        self.between_batches()
 
-    def _on_epoch_begin(self) -> None:
-        self._epoch_started = time.time()
+    def on_epoch_begin(self) -> None:
+        self.epoch_compute = self.compute_s()
 
-    def _on_epoch(self, epoch: int, logs: dict, learning_rate: float) -> bool:
+    def on_epoch(self, epoch: int, logs: dict, learning_rate: float) -> bool:
         """Record an epoch; True when early stopping says to stop."""
-        seconds = max(1e-9, time.time() - self._epoch_started)
-        images = len(self.dataset.x_train) * (1 - self.config.validation_split)
-        logs = dict(logs, learning_rate=learning_rate, images_per_s=images / seconds)
-        val_loss = float(logs.get("val_loss", math.nan))
-        with self._lock:
-            self._epoch = epoch + 1
-            self._batch = 0
-            for key in HISTORY_KEYS:
-                self._history[key].append(float(logs.get(key, math.nan)))
-            previous = [v for v in self._history["val_loss"][:-1] if math.isfinite(v)]
-            improved = math.isfinite(val_loss) and (not previous or val_loss < min(previous))
-            if improved:
-                self._best_epoch = self._epoch
-            best_epoch = self._best_epoch
+        job = self.job
+        seconds = self.compute_s() - self.epoch_compute
+        with job._lock:
+            images = job._log.batches_per_epoch * job.config.batch_size
+            improved = job._log.record_epoch(epoch, dict(logs, learning_rate=learning_rate, images_per_s=images / max(seconds, 1e-9)))
+            since_best = job._log.epochs_since_best()
         if improved:
-            self.best_weights = self.model.get_weights()  # numpy copies
-        if self.config.early_stopping and best_epoch is not None:
-            return self._epoch - best_epoch >= self.config.patience
-        return False
+            job.best_weights = job.model.get_weights()  # numpy copies
+        return job.config.early_stopping and since_best is not None and since_best >= job.config.patience
 
 
 def _one_line(error: BaseException) -> str:
@@ -424,117 +447,32 @@ def _callback_class():
     keras = import_keras()
 
     class ProgressCallback(keras.callbacks.Callback):
-        """Feeds a job's progress; stops training on request, divergence or early stopping."""
+        """Feeds a job's progress; takes turns; stops training on request, divergence or early stopping."""
 
-        def __init__(self, job: TrainingJob):
+        def __init__(self, lifecycle: _Lifecycle):
             super().__init__()
-            self.job = job
+            self.lifecycle = lifecycle
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.job._on_epoch_begin()
+            self.lifecycle.on_epoch_begin()
 
         def on_train_batch_end(self, batch, logs=None):
-            self.job._on_batch(batch, logs or {})
+            self.lifecycle.on_batch(batch, logs or {})
+
+        def on_test_batch_end(self, batch, logs=None):
+            self.lifecycle.between_batches()
 
         def on_epoch_end(self, epoch, logs=None):
             rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-            if self.job._on_epoch(epoch, logs or {}, rate):
+            if self.lifecycle.on_epoch(epoch, logs or {}, rate):
                 self.model.stop_training = True
 
     return ProgressCallback
 
 
-class JobRegistry:
-    """All training jobs of this process, with a cap on how many run at once."""
+def __getattr__(name: str):
+    if name == "JobRegistry":  # kept importable from here; it lives in dcnn_core.jobs
+        from dcnn_core.jobs import JobRegistry
 
-    def __init__(self, max_concurrent: int = 2, idle_stop_s: float | None = None):
-        self.max_concurrent = max_concurrent
-        self.idle_stop_s = idle_stop_s
-        self.on_evict = None  # called with each ended job dropped from memory by ``evict_idle``
-        self._slots = threading.BoundedSemaphore(max_concurrent)
-        self._lock = threading.Lock()
-        self._jobs: dict[str, TrainingJob] = {}
-        if idle_stop_s:
-            threading.Thread(target=self._reap_forever, name="idle-job-reaper", daemon=True).start()
-
-    def submit(self, job: TrainingJob) -> TrainingJob:
-        """Start ``job`` in a daemon thread; it waits in the queue while all slots are busy."""
-        job.queue_position_fn = lambda: self.queue_position(job)
-        job.touch()
-        with self._lock:
-            self._jobs[job.job_id] = job
-        threading.Thread(target=job.run, args=(self._slots,), name=f"train-{job.job_id}", daemon=True).start()
-        return job
-
-    def add_ended(self, job: TrainingJob) -> None:
-        """Register a run restored from disk (it does not train)."""
-        with self._lock:
-            self._jobs[job.job_id] = job
-
-    def get(self, job_id: str) -> TrainingJob | None:
-        with self._lock:
-            return self._jobs.get(job_id)
-
-    def jobs(self, owner: str | None = None) -> list[TrainingJob]:
-        with self._lock:
-            jobs = list(self._jobs.values())
-        jobs.sort(key=lambda job: job.created_at)
-        return [job for job in jobs if owner is None or job.owner == owner]
-
-    def queue_position(self, job: TrainingJob) -> int | None:
-        """1 for the next job to start, or None when ``job`` is not waiting."""
-        queued = [j for j in self.jobs() if j.status == QUEUED]
-        for position, other in enumerate(queued, start=1):
-            if other is job:
-                return position
-        return None
-
-    def running_count(self) -> int:
-        return sum(1 for job in self.jobs() if job.status == RUNNING)
-
-    def remove(self, job_id: str) -> bool:
-        """Forget an ended job (its model is released); False if it is still active."""
-        with self._lock:
-            job = self._jobs.get(job_id)
-            if job is None or not job.ended:
-                return False
-            del self._jobs[job_id]
-            return True
-
-    def stop_idle(self, now: float | None = None) -> list[TrainingJob]:
-        """Stop active jobs whose owner has not looked at them for ``idle_stop_s``."""
-        now = time.time() if now is None else now
-        stopped = []
-        for job in self.jobs():
-            if job.status in ACTIVE_STATES and self.idle_stop_s and now - job.last_seen > self.idle_stop_s:
-                minutes = max(1, round(self.idle_stop_s / 60))
-                job.request_stop(f"Stopped because nobody had looked at it for {minutes} min")
-                stopped.append(job)
-        return stopped
-
-    def evict_idle(self, now: float | None = None) -> list[TrainingJob]:
-        """Drop ended jobs nobody has looked at for ``idle_stop_s`` (their models leave memory).
-
-        Only jobs that ``on_evict`` accepts (e.g. because they are saved on disk) are dropped.
-        """
-        now = time.time() if now is None else now
-        evicted = []
-        for job in self.jobs():
-            if self.on_evict is None or not (job.ended and self.idle_stop_s and now - job.last_seen > self.idle_stop_s):
-                continue
-            # Out of the registry first, then handed over: a restore in between finds it in neither place twice.
-            if self.remove(job.job_id):
-                if self.on_evict(job):
-                    evicted.append(job)
-                else:
-                    self.add_ended(job)
-        return evicted
-
-    def _reap_forever(self) -> None:
-        while True:
-            time.sleep(min(30.0, max(1.0, (self.idle_stop_s or 60) / 4)))
-            try:
-                self.stop_idle()
-                self.evict_idle()
-            except Exception:  # the reaper must outlive any one bad job
-                continue
+        return JobRegistry
+    raise AttributeError(name)

@@ -8,6 +8,10 @@ from ui.text import plain
 
 state.ensure_started_from_app()
 
+if (shared := state.shared_run_from_url()) is not None:  # a read-only share link: that run alone, nothing to act on
+    runs_view.draw_shared_run(shared)
+    st.stop()
+
 st.title("Train")
 dataset = resources.current_dataset()
 spec = state.model_spec_state()
@@ -27,14 +31,19 @@ else:
         help="One training at a time per user; stop the current one to start another." if active else None,
     )  # fmt: skip
 
+room_line = resources.run_limits(config)[2]
+if room_line:
+    st.caption(room_line)
+
 with st.expander("Train it elsewhere: headless, on GPUs or several workers"):
     experiment_view.draw_experiment_io(spec, state.dataset_choice(), config)
 notice = experiment_view.gpu_notice()
 if notice:
     st.caption(notice)
 
-if st.session_state.pop(training_view.ONE_AT_A_TIME, False):
-    st.warning("You already have a training running (perhaps in another tab): stop it first, or wait for it to end.")
+refused = st.session_state.pop(training_view.REFUSED, None)
+if refused:
+    st.warning(refused, icon=":material/block:")
 
 job = resources.selected_job()
 if job is not None:

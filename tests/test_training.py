@@ -9,6 +9,7 @@ import pytest
 
 from dcnn_core import spec, training
 from dcnn_core.evaluation import predict_probabilities
+from dcnn_core.jobs import JobRegistry
 
 
 def _wait_for(predicate, timeout=60.0):
@@ -57,8 +58,9 @@ def test_stop_ends_within_a_batch_and_keeps_the_weights(digits):
 def test_a_real_nan_loss_stops_with_a_clear_message(tiny_shapes, monkeypatch):
     """A NaN reported by Keras for a batch ends the run as diverged, with the batch named."""
     job = training.TrainingJob(spec.preset("Simple CNN"), tiny_shapes, training.TrainConfig(epochs=2, batch_size=16))
-    original = job._on_batch
-    monkeypatch.setattr(job, "_on_batch", lambda batch, logs: original(batch, dict(logs, loss=float("nan")) if batch == 2 else logs))
+    original = training._Lifecycle.on_batch
+    poisoned = lambda self, batch, logs: original(self, batch, dict(logs, loss=float("nan")) if batch == 2 else logs)
+    monkeypatch.setattr(training._Lifecycle, "on_batch", poisoned)
     job.run()
     progress = job.snapshot()
     assert progress.status == training.DIVERGED
@@ -89,26 +91,24 @@ def test_an_exception_in_training_fails_only_that_job(tiny_shapes, monkeypatch):
     assert "Traceback" in progress.details
 
 
-def test_registry_limit_queues_the_second_job_and_cancelling_it_works(digits):
-    registry = training.JobRegistry(max_concurrent=1)
+def test_a_short_run_started_second_finishes_while_a_long_one_keeps_training(digits):
+    """Fair share: one compute slot, yet the second attendee's short run does not wait for the first to end."""
+    registry = JobRegistry(max_concurrent=1, slice_s=0.2)
     first = registry.submit(
         training.TrainingJob(spec.preset("Simple CNN"), digits, training.TrainConfig(epochs=50, batch_size=8), owner="a")
     )
+    assert _wait_for(lambda: first.snapshot().batch_loss)
     second = registry.submit(training.TrainingJob(spec.preset("Article baseline"), digits, training.TrainConfig(epochs=1), owner="b"))
-    assert _wait_for(lambda: first.status == training.RUNNING)
-    time.sleep(0.5)
-    assert second.status == training.QUEUED
-    assert second.snapshot().queue_position == 1
-    assert registry.running_count() == 1
+    assert second.wait(120)
+    assert second.status == training.FINISHED
+    assert first.status == training.RUNNING  # still training: both moved
     assert [job.owner for job in registry.jobs(owner="b")] == ["b"]
     first.request_stop()
     assert first.wait(10)
-    assert second.wait(60)
-    assert second.status == training.FINISHED  # it got the slot once the first ended
 
 
 def test_a_queued_job_can_be_cancelled(digits):
-    registry = training.JobRegistry(max_concurrent=1)
+    registry = JobRegistry(max_concurrent=1, slice_s=60)  # the first keeps its turn: the second waits for its first
     first = registry.submit(training.TrainingJob(spec.preset("Simple CNN"), digits, training.TrainConfig(epochs=50, batch_size=8)))
     second = registry.submit(training.TrainingJob(spec.preset("Simple CNN"), digits, training.TrainConfig(epochs=5)))
     assert _wait_for(lambda: first.status == training.RUNNING)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import os
@@ -11,25 +12,27 @@ import time
 
 import streamlit as st
 
-from dcnn_core import datasets, runs
+from dcnn_core import datasets, runs, runtime
+from dcnn_core.jobs import JobRegistry, RoomLimits
 from dcnn_core.settings import Settings, load_settings
-from dcnn_core.training import ACTIVE_STATES, JobRegistry, TrainingJob
+from dcnn_core.training import RunDescription, RunLimits, TrainingJob
 from ui import state
 
 RETRY_FAILED_DOWNLOAD_S = 120
+ROOM_WINDOW_S = 600  # people seen in the last ten minutes make a room
 CUSTOM_KEY = "custom"  # DATASET_CHOICE key for a user's own images: {"key": "custom", "options": {"name": ...}}
 
 
 @st.cache_resource
 def settings() -> Settings:
-    """Settings from ``DCNN_*`` environment variables, or the same names in Streamlit secrets."""
+    """The server's settings, built once: ``DCNN_*`` environment variables, overridden by the same names in Streamlit secrets."""
     try:
         secrets = {key: str(value) for key, value in st.secrets.items() if key.startswith("DCNN_")}
     except Exception:  # no secrets.toml: the environment alone decides
         secrets = {}
-    for key, value in secrets.items():
-        os.environ.setdefault(key, value)
-    return load_settings()
+    result = load_settings({**os.environ, **secrets})
+    runtime.configure(result.tf_threads)
+    return result
 
 
 @st.cache_resource
@@ -39,17 +42,20 @@ def run_store() -> runs.RunStore:
 
 @st.cache_resource
 def job_registry() -> JobRegistry:
-    """One registry per process: its semaphore caps trainings for the whole room."""
+    """One registry per process: its scheduler shares the processor between the whole room's trainings."""
     config = settings()
-    registry = JobRegistry(config.max_concurrent_jobs, idle_stop_s=config.idle_stop_s)
+    limits = RoomLimits(max_queue=config.max_queue, max_runs_per_owner=config.max_runs_per_user)
+    registry = JobRegistry(config.max_concurrent_jobs, idle_stop_s=config.idle_stop_s, limits=limits)
     registry.on_evict = _back_to_disk
     return registry
 
 
 def _back_to_disk(job: TrainingJob) -> bool:
-    """Let an idle ended run leave memory if it is saved: its owner gets it back from disk."""
-    if job.dataset_ref.get("key") not in datasets.REGISTRY:
-        return False  # its data (the user's own images) lives only in their session: keep the run in memory
+    """Let an idle ended run leave memory if it is saved: its owner gets it back from disk.
+
+    A run on the user's own images comes back with the images saved beside it, or, when they were too
+    large to keep, as a summary (listed and deletable).
+    """
     folder = run_store().root / job.job_id
     try:
         record = run_store().load(folder)
@@ -78,23 +84,30 @@ def _restore_saved_runs(owner: str) -> None:
     for record in records:
         if registry.get(record.run_id) is not None:
             continue
-        dataset = _dataset_for(record.dataset_ref)
-        if dataset is None:  # its data cannot be loaded now (offline?): try again on a later visit
+        dataset = _dataset_for(record)
+        if dataset is None and not record.own_images:  # its data cannot be loaded now (offline?): try again on a later visit
             with saved["lock"]:
                 saved["by_owner"].setdefault(owner, []).append(record)
             continue
         try:
-            job = runs.restore_job(record, dataset)
-        except Exception:  # a damaged model file: skip this run, keep the others
-            continue
-        job.on_end = run_store().save
+            job = runs.restore_job(record, dataset) if dataset is not None else runs.restore_summary(record)
+            job.on_end = run_store().save
+        except Exception:  # a damaged model or image file: still listed, so it can be deleted
+            try:
+                job = runs.restore_summary(record, "Its saved model or images could not be read, so it is shown as a summary only.")
+            except Exception:  # not even a summary can be made of it
+                continue
         registry.add_ended(job)
 
 
-def _dataset_for(reference: dict) -> datasets.Dataset | None:
-    """The data set a saved run was trained on, if it can still be loaded."""
-    if reference.get("key") not in datasets.REGISTRY:
-        return None
+def _dataset_for(record: runs.RunRecord) -> datasets.Dataset | None:
+    """The data set a saved run was trained on, if it can still be loaded (a user's own images: from the run folder)."""
+    reference = record.dataset_ref
+    if record.own_images:
+        try:
+            return run_store().load_images(record) if record.has_saved_images else None
+        except Exception:  # damaged or too large: the run comes back as a summary
+            return None
     try:
         return load_dataset({"key": reference["key"], "options": reference.get("options", {})})
     except Exception:  # unavailable offline, or options this version no longer takes
@@ -154,6 +167,7 @@ def session_jobs() -> list[TrainingJob]:
     """
     owner = st.session_state[state.OWNER]
     _restore_saved_runs(owner)
+    job_registry().note_visitor(owner)
     jobs = job_registry().jobs(owner=owner)
     for job in jobs:
         job.touch()
@@ -175,16 +189,40 @@ def selected_job() -> TrainingJob | None:
 
 
 def has_active_job() -> bool:
-    """Whether this user already has a training running or queued (one at a time per user)."""
-    return any(job.status in ACTIVE_STATES for job in session_jobs())
+    """Whether this user already has a training running or waiting (one at a time per user)."""
+    return job_registry().has_active(st.session_state[state.OWNER])
+
+
+def room_is_shared() -> bool:
+    """Whether other people have used this server in the last few minutes: then the room's limits apply to new runs."""
+    return len(job_registry().recent_owners(ROOM_WINDOW_S)) > 1
+
+
+def run_limits(config) -> tuple[RunLimits, int, str]:
+    """(limits, epochs, one line for the attendee) for a run started now; no limits for a lone user."""
+    if not room_is_shared():
+        return RunLimits(), config.epochs, ""
+    server = settings()
+    limits = RunLimits(images_per_epoch=server.room_images_per_epoch or None,
+                       max_compute_s=server.room_max_train_minutes * 60.0 or None)  # fmt: skip
+    epochs = min(config.epochs, server.room_max_epochs) if server.room_max_epochs else config.epochs
+    parts = [limits.describe()] if limits.describe() else []
+    if server.room_max_epochs:
+        parts.append(f"at most {server.room_max_epochs} epochs")
+    line = f"This server is shared with the room: each run trains {'; '.join(parts)}." if parts else ""
+    return limits, epochs, line
 
 
 def start_job(spec, dataset: datasets.Dataset, config) -> TrainingJob:
-    """Create, save-on-end and submit a training job for this user."""
-    job = TrainingJob(spec, dataset, config, owner=st.session_state[state.OWNER], max_parameters=settings().max_parameters)
-    job.dataset_ref = {**state.dataset_choice(), "title": dataset.title}
+    """Create, save-on-end and submit a training job for this user; raises ``jobs.Refused`` with a message."""
+    limits, epochs, _line = run_limits(config)
+    if epochs != config.epochs:
+        config = dataclasses.replace(config, epochs=epochs)
+    run = RunDescription(spec, config, {**state.dataset_choice(), "title": dataset.title}, owner=st.session_state[state.OWNER],
+                         max_parameters=settings().max_parameters, limits=limits)  # fmt: skip
+    job = TrainingJob(run, dataset)
     job.on_end = run_store().save
-    job_registry().submit(job)
+    job_registry().start_for_owner(job)
     state.select_job(job.job_id)
     return job
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import streamlit as st
 
-from dcnn_core import plots
+from dcnn_core import plots, recipes
+from dcnn_core.jobs import Refused
 from dcnn_core.training import ACTIVE_STATES, DIVERGED, FAILED, FINISHED, STOPPED, Progress, TrainingJob
 from dcnn_core.training_config import OPTIMIZERS, SCHEDULES, Augmentation, TrainConfig, schedule_preview
 from ui import resources, state
@@ -12,7 +15,7 @@ from ui.frame import format_seconds
 from ui.text import plain
 
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0]
-ONE_AT_A_TIME = "train_one_at_a_time"  # set when a start was refused because another run is active
+REFUSED = "train_refused"  # why the last Start was refused (another run of this user active, the room full)
 SCHEDULE_NAMES = {"constant": "Constant", "step": "Step decay", "cosine": "Cosine decay", "plateau": "Reduce on plateau"}
 
 
@@ -58,9 +61,40 @@ def _augmentation(current: Augmentation) -> Augmentation:
     )
 
 
+WIDGET_KEYS = {  # TrainConfig field → the widget that edits it
+    "optimizer": "train_optimizer", "learning_rate": "train_learning_rate", "batch_size": "train_batch_size",
+    "epochs": "train_epochs", "validation_split": "train_validation_split", "seed": "train_seed",
+    "schedule": "train_schedule", "step_every": "train_step_every", "step_factor": "train_step_factor",
+    "early_stopping": "train_early_stopping", "patience": "train_patience", "class_weights": "train_class_weights",
+}  # fmt: skip
+
+
+def apply_recipe(preset_name: str) -> None:
+    """The recipe button's callback: the preset's recipe (keeping the user's seed) into the config and every widget."""
+    config = dataclasses.replace(recipes.recipe_for(preset_name).config, seed=state.train_config().seed)
+    st.session_state[state.TRAIN_CONFIG] = config
+    for name, key in WIDGET_KEYS.items():
+        st.session_state[key] = getattr(config, name)
+    for field in dataclasses.fields(Augmentation):
+        st.session_state[f"train_aug_{field.name}"] = getattr(config.augmentation, field.name)
+
+
+def _recipe_offer(current: TrainConfig) -> None:
+    name = state.model_spec_state().name
+    if not recipes.has_recipe(name):
+        return
+    recipe = recipes.recipe_for(name)
+    left, right = st.columns([3, 1], vertical_alignment="center")
+    in_use = dataclasses.replace(current, seed=recipe.config.seed) == recipe.config
+    left.caption(f"**{plain(recipe.preset)}'s recipe**{' (in use)' if in_use else ''}: {recipe.why}")
+    right.button("Use its recipe", key="train_use_recipe", on_click=apply_recipe, args=(recipe.preset,), icon=":material/menu_book:",
+                 disabled=in_use, help="Sets every setting below to this preset's recipe; edit freely after.")  # fmt: skip
+
+
 def config_controls(dataset) -> TrainConfig:
     """Training settings widgets in tabs; returns the config they describe (or the last valid one)."""
     current = state.train_config()
+    _recipe_offer(current)
     basics_tab, schedule_tab, augmentation_tab, balance_tab = st.tabs(["Basics", "Schedule & early stopping", "Augmentation", "Imbalance"])
     with basics_tab:
         values = _basics(current)
@@ -102,35 +136,32 @@ def _augmentation_preview(dataset, config: TrainConfig) -> None:
 
 
 def start_job(config: TrainConfig) -> None:
-    """The Start button's callback: a new run of the session's model on its data."""
+    """The Start button's callback: a new run of the session's model on its data, unless refused (one line why)."""
     from dcnn_core.runtime import import_keras
 
     import_keras()  # on the script thread first: two threads importing at once can break imports
-    if resources.has_active_job():  # e.g. started meanwhile in another tab
-        st.session_state[ONE_AT_A_TIME] = True
-        return
-    resources.start_job(state.model_spec_state(), resources.current_dataset(), config)
+    try:
+        resources.start_job(state.model_spec_state(), resources.current_dataset(), config)
+    except Refused as error:
+        st.session_state[REFUSED] = str(error)
 
 
 def continue_job(job: TrainingJob, extra_epochs: int) -> None:
     from dcnn_core.runtime import import_keras
 
     import_keras()
-    if resources.has_active_job():
-        st.session_state["train_continue_error"] = "You already have a training running: stop it first, or wait for it to end."
-        return
     try:
-        job.prepare_continue(extra_epochs)
-    except ValueError as error:
+        resources.job_registry().continue_for_owner(job, extra_epochs)
+    except ValueError as error:  # Refused included: another training of this user, or the room is full
         st.session_state["train_continue_error"] = str(error)
         return
     st.session_state[state.EVALUATIONS].pop(job.job_id, None)
-    resources.job_registry().submit(job)
 
 
 def progress_text(progress: Progress) -> str:
     if progress.status == "queued":
-        return f"Waiting for a free training slot — place {progress.queue_position or '?'} in the queue."
+        wait = f", about {format_seconds(progress.eta_s)}" if progress.eta_s is not None else ""
+        return f"Waiting for its first turn — place {progress.queue_position or '?'} in line{wait}."
     epoch = min(progress.epoch + 1, progress.epochs)
     parts = [f"Epoch {epoch}/{progress.epochs}", f"batch {progress.batch}/{progress.batches_per_epoch or '?'}",
              f"{format_seconds(progress.elapsed_s)} elapsed"]  # fmt: skip

@@ -1,0 +1,155 @@
+"""A run's progress as plain data: statuses, the metric log and the snapshot the pages draw.
+
+Nothing here imports Keras: the log is fed numbers (by the training callback, or by a test with
+fake logs) and answers what the pages ask — history, thinned per-batch points, best epoch, ETA.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+MAX_BATCH_POINTS = 4000  # per-batch points kept for the live curves; older points are thinned
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "images_per_s")
+
+
+class Status(StrEnum):
+    """Where a run is. A ``StrEnum``: saved as its plain string, compared as one."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    DIVERGED = "diverged"
+
+    @property
+    def active(self) -> bool:
+        return self in (Status.QUEUED, Status.RUNNING)
+
+    @property
+    def ended(self) -> bool:
+        return not self.active
+
+
+ACTIVE_STATES = (Status.QUEUED, Status.RUNNING)
+ENDED_STATES = (Status.FINISHED, Status.STOPPED, Status.FAILED, Status.DIVERGED)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A consistent copy of a run's state, safe to read from the UI thread."""
+
+    job_id: str
+    status: Status
+    message: str
+    details: str
+    epoch: int  # epochs completed
+    epochs: int  # epochs planned in all (grows when a run is continued)
+    batch: int  # batches done in the current epoch
+    batches_per_epoch: int
+    elapsed_s: float
+    eta_s: float | None
+    queue_position: int | None
+    history: dict[str, list[float]]  # per epoch: see HISTORY_KEYS
+    batch_steps: list[float]  # fractional epoch of each recorded batch
+    batch_loss: list[float]
+    batch_accuracy: list[float]
+    test_accuracy: float | None
+    test_loss: float | None
+    best_epoch: int | None  # 1-based epoch with the best validation loss
+    version: int = 0  # grows with every recorded point or status change: a cache key for drawings
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_STATES
+
+    @property
+    def fraction_done(self) -> float:
+        total = self.epochs * max(1, self.batches_per_epoch)
+        return min(1.0, (self.epoch * self.batches_per_epoch + self.batch) / total) if total else 0.0
+
+    @property
+    def best_val_accuracy(self) -> float | None:
+        values = [v for v in self.history.get("val_accuracy", []) if math.isfinite(v)]
+        return max(values) if values else None
+
+
+@dataclass
+class ProgressLog:
+    """Metrics of one run as they arrive; not thread-safe by itself (the job holds a lock around it)."""
+
+    epoch: int = 0  # epochs completed
+    target_epochs: int = 0
+    batch: int = 0  # batches done in the current epoch
+    batches_per_epoch: int = 0
+    history: dict[str, list[float]] = field(default_factory=lambda: {key: [] for key in HISTORY_KEYS})
+    batch_steps: list[float] = field(default_factory=list)
+    batch_loss: list[float] = field(default_factory=list)
+    batch_accuracy: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    version: int = 0
+    _thin: int = 1  # record one batch in every _thin, doubling when the points are full
+    _session_start_step: int = 0  # global batch index where this training session began
+    _session_started_at: float | None = None
+    _computing_s: float = 0.0  # seconds this session actually computed (waiting for a turn excluded)
+
+    def begin_session(self, batches_per_epoch: int, now: float | None = None) -> None:
+        """A training session (the first, or a continuation) starts at the current epoch."""
+        self.batches_per_epoch = batches_per_epoch
+        self._session_start_step = self.epoch * batches_per_epoch
+        self._session_started_at = time.time() if now is None else now
+        self._computing_s = 0.0
+        self.version += 1
+
+    def add_compute_time(self, seconds: float) -> None:
+        self._computing_s += seconds
+
+    def record_batch(self, batch: int, loss: float, accuracy: float) -> None:
+        self.batch = batch + 1
+        if batch % self._thin == 0:
+            self.batch_steps.append(self.epoch + self.batch / max(1, self.batches_per_epoch))
+            self.batch_loss.append(loss)
+            self.batch_accuracy.append(accuracy)
+            if len(self.batch_steps) >= MAX_BATCH_POINTS:
+                self.batch_steps, self.batch_loss = self.batch_steps[::2], self.batch_loss[::2]
+                self.batch_accuracy = self.batch_accuracy[::2]
+                self._thin *= 2
+        self.version += 1
+
+    def record_epoch(self, epoch: int, logs: dict) -> bool:
+        """Record epoch ``epoch`` (0-based); True when its validation loss is the best so far."""
+        self.epoch, self.batch = epoch + 1, 0
+        for key in HISTORY_KEYS:
+            self.history[key].append(float(logs.get(key, math.nan)))
+        val_loss = float(logs.get("val_loss", math.nan))
+        previous = [v for v in self.history["val_loss"][:-1] if math.isfinite(v)]
+        improved = math.isfinite(val_loss) and (not previous or val_loss < min(previous))
+        if improved:
+            self.best_epoch = self.epoch
+        self.version += 1
+        return improved
+
+    def epochs_since_best(self) -> int | None:
+        return None if self.best_epoch is None else self.epoch - self.best_epoch
+
+    @property
+    def steps_done(self) -> int:
+        return self.epoch * self.batches_per_epoch + self.batch
+
+    def eta_s(self, share: float = 1.0) -> float | None:
+        """Seconds left at this session's pace of computing; ``share`` is the part of the time it gets a turn."""
+        done = self.steps_done - self._session_start_step
+        total = self.target_epochs * self.batches_per_epoch
+        if done <= 0 or not total or self._computing_s <= 0:
+            return None
+        return self._computing_s / done * (total - self.steps_done) / max(share, 1e-3)
+
+    @classmethod
+    def restored(cls, history: dict[str, list[float]], best_epoch: int | None) -> ProgressLog:
+        """The log of a run read back from disk."""
+        log = cls(history={key: [float(v) for v in history.get(key, [])] for key in HISTORY_KEYS}, best_epoch=best_epoch)
+        log.epoch = log.target_epochs = len(log.history["loss"])
+        return log

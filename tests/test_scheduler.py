@@ -1,0 +1,154 @@
+"""Fair turns at the processor, and the room's limits: the scheduler with fake jobs, the registry with real ones."""
+
+import threading
+import time
+
+import pytest
+
+from dcnn_core import spec, training
+from dcnn_core.jobs import JobRegistry, Refused, RoomLimits
+from dcnn_core.progress import ProgressLog
+from dcnn_core.scheduler import FairScheduler
+
+
+def _worker(scheduler: FairScheduler, name: str, turns: int, log: list, stop: threading.Event | None = None):
+    """A fake training: ``turns`` turns of computing, each ended when the scheduler says so."""
+    if not scheduler.acquire(name, cancelled=(stop.is_set if stop else lambda: False), first=True):
+        log.append((name, "cancelled"))
+        return
+    for turn in range(turns):
+        log.append((name, turn))
+        while not scheduler.turn_is_over(name):
+            time.sleep(0.005)
+            if turn == turns - 1:
+                break
+        scheduler.release(name)
+        if turn < turns - 1 and not scheduler.acquire(name):
+            return
+
+
+def test_first_turns_go_in_the_order_of_start_and_nobody_starves():
+    scheduler = FairScheduler(slots=1, slice_s=0.02)
+    log: list = []
+    holder = threading.Event()
+    assert scheduler.acquire("early")  # someone computes while the room presses Start
+    threads = []
+    for name in ("a", "b", "c", "d"):
+        thread = threading.Thread(target=_worker, args=(scheduler, name, 3, log))
+        thread.start()
+        threads.append(thread)
+        time.sleep(0.05)  # pressed one after the other
+    assert [scheduler.place(name) for name in "abcd"] == [1, 2, 3, 4]
+    scheduler.release("early")
+    holder.set()
+    for thread in threads:
+        thread.join(10)
+    firsts = [name for name, turn in log if turn == 0]
+    assert firsts == ["a", "b", "c", "d"]
+    assert all(sum(1 for name, _ in log if name == who) == 3 for who in "abcd")  # every one had all its turns
+    # Round robin: nobody has its third turn before everyone has had a first one.
+    first_third = min(index for index, (_, turn) in enumerate(log) if turn == 2)
+    assert first_third >= 4
+
+
+def test_a_waiting_job_can_be_cancelled_and_leaves_the_line():
+    scheduler = FairScheduler(slots=1, slice_s=60)
+    assert scheduler.acquire("busy")
+    stop = threading.Event()
+    log: list = []
+    thread = threading.Thread(target=_worker, args=(scheduler, "waiting", 1, log, stop))
+    thread.start()
+    time.sleep(0.1)
+    assert scheduler.place("waiting") == 1 and scheduler.waiting_count() == 1
+    stop.set()
+    thread.join(5)
+    assert log == [("waiting", "cancelled")]
+    assert scheduler.place("waiting") is None and scheduler.waiting_count() == 0
+
+
+def test_the_wait_estimate_grows_with_the_place_in_line():
+    scheduler = FairScheduler(slots=1, slice_s=1.0)
+    assert scheduler.acquire("busy")
+    threads = [threading.Thread(target=scheduler.acquire, args=(name, lambda: True if done.is_set() else False, True)) for name in "xyz"]
+    done = threading.Event()
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)
+    waits = [scheduler.first_turn_wait_s(name) for name in "xyz"]
+    assert waits[0] < waits[1] < waits[2]
+    done.set()
+    for thread in threads:
+        thread.join(5)
+
+
+def test_the_progress_log_keeps_the_best_epoch_and_thins_batch_points():
+    log = ProgressLog(target_epochs=3)
+    log.begin_session(batches_per_epoch=5000)
+    for batch in range(5000):
+        log.record_batch(batch, loss=1.0 / (batch + 1), accuracy=0.5)
+    assert len(log.batch_steps) < 4000 and log.batch_steps == sorted(log.batch_steps)
+    assert log.record_epoch(0, {"loss": 1.0, "val_loss": 0.9})
+    assert not log.record_epoch(1, {"loss": 0.8, "val_loss": 1.1})
+    assert log.best_epoch == 1 and log.epochs_since_best() == 1
+    log.add_compute_time(10.0)
+    assert log.eta_s() == pytest.approx(5.0)  # two epochs took 10 s: the third takes 5
+
+
+def _job(dataset, owner: str, epochs: int = 1) -> training.TrainingJob:
+    return training.TrainingJob(spec.preset("Article baseline"), dataset, training.TrainConfig(epochs=epochs, batch_size=32), owner=owner)
+
+
+def test_one_training_per_user_however_many_tabs_press_start(tiny_shapes):
+    registry = JobRegistry(max_concurrent=1)
+    results: list = []
+
+    def press_start():
+        try:
+            results.append(registry.start_for_owner(_job(tiny_shapes, "same-user", epochs=30)))
+        except Refused as error:
+            results.append(str(error))
+
+    tabs = [threading.Thread(target=press_start) for _ in range(5)]
+    for tab in tabs:
+        tab.start()
+    for tab in tabs:
+        tab.join()
+    started = [r for r in results if isinstance(r, training.TrainingJob)]
+    assert len(started) == 1
+    assert all("already have a training running" in r for r in results if isinstance(r, str))
+    started[0].request_stop()
+    assert started[0].wait(30)
+    with pytest.raises(Refused, match="already have a training"):
+        other = registry.start_for_owner(_job(tiny_shapes, "same-user", epochs=30))
+        registry.continue_for_owner(started[0], 1)  # the new run is active: continuing the old one is refused too
+    other.request_stop()
+    assert other.wait(30)
+
+
+def test_room_limits_refuse_with_a_message(tiny_shapes):
+    registry = JobRegistry(max_concurrent=1, limits=RoomLimits(max_queue=1, max_runs_per_owner=1))
+    first = registry.start_for_owner(_job(tiny_shapes, "a", epochs=30))
+    with pytest.raises(Refused, match="limit"):
+        registry.start_for_owner(_job(tiny_shapes, "b"))
+    first.request_stop()
+    assert first.wait(30)
+    with pytest.raises(Refused, match="delete one"):
+        registry.start_for_owner(_job(tiny_shapes, "a"))
+
+
+def test_a_run_stops_at_the_rooms_training_time_limit_and_keeps_its_model(tiny_shapes):
+    run = training.RunDescription(spec.preset("Simple CNN"), training.TrainConfig(epochs=200, batch_size=8), {"key": "shapes"},
+                                  limits=training.RunLimits(max_compute_s=3.0))  # fmt: skip
+    job = training.TrainingJob(run, tiny_shapes)
+    job.run()
+    progress = job.snapshot()
+    assert progress.status == training.STOPPED and "limit" in progress.message
+    assert progress.epoch < 200 and job.model is not None
+
+
+def test_images_per_epoch_bounds_the_work_of_an_epoch(tiny_shapes):
+    run = training.RunDescription(spec.preset("Article baseline"), training.TrainConfig(epochs=1, batch_size=8, validation_split=0.0),
+                                  {"key": "shapes"}, limits=training.RunLimits(images_per_epoch=16))  # fmt: skip
+    job = training.TrainingJob(run, tiny_shapes)
+    job.run()
+    assert job.snapshot().batches_per_epoch == 2
