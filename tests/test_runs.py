@@ -10,9 +10,9 @@ from dcnn_core.training_config import Augmentation, TrainConfig, schedule_previe
 SHAPES_REF = {"key": "shapes", "options": {"count_per_class": 30, "image_size": 16, "seed": 1}}
 
 
-def _train(dataset, config, store=None, name="Simple CNN", reference=None):
+def _train(dataset, config, store=None, name="Simple CNN", reference=None, owner="owner-a"):
     reference = {**(reference or SHAPES_REF), "title": dataset.title}
-    job = training.TrainingJob(training.RunDescription(spec.preset(name), config, reference, owner="owner-a"), dataset)
+    job = training.TrainingJob(training.RunDescription(spec.preset(name), config, reference, owner=owner), dataset)
     if store is not None:
         job.on_end = store.save
     job.run()
@@ -188,3 +188,112 @@ def test_a_run_on_own_images_is_predicted_with_and_continued_after_a_restart(tmp
     assert restored.snapshot().epoch == 2
     [again] = runs.RunStore(tmp_path / "runs").load_all()
     assert again.has_saved_images and np.array_equal(fresh.load_images(again).x_train, pets.x_train)  # kept when saved again
+
+
+# --- the app: owner tokens, runs restored after a restart or an eviction, read-only share links ---------
+
+OWNER = "0123456789abcdef0123456789abcdef"
+
+
+def _app(monkeypatch, page: str = "train", **query):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_app_pages import APP, TIMEOUT
+
+    monkeypatch.setenv("DCNN_OFFLINE", "1")  # no download attempt for the default data set
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    if page == "home":  # AppTest keeps the sidebar's frame only on the first page it runs
+        return at
+    at.switch_page(f"pages/{page}.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _plant(store: runs.RunStore, dataset, reference: dict, owner: str = OWNER, history: dict | None = None) -> str:
+    """A saved run without a model, as if trained earlier by ``owner``."""
+    import dataclasses
+
+    job = training.TrainingJob(training.RunDescription(spec.preset("Simple CNN"), TrainConfig(epochs=2), reference, owner=owner), dataset)
+    store.save(job, dataclasses.replace(job.snapshot(), status=training.FINISHED, message="Finished.", history=history or {}))
+    return job.job_id
+
+
+@pytest.mark.parametrize("token", ["abcdef123456", "0123456789ABCDEF0123456789ABCDEF", "0123456789abcdef0123456789abcdef0"])
+def test_only_a_full_owner_token_opens_someone_s_runs(monkeypatch, token):
+    at = _app(monkeypatch, page="home", user=token)
+    owner = at.session_state["owner_id"]
+    assert owner != token and len(owner) == 32 and int(owner, 16) >= 0
+    assert at.query_params["user"] == owner  # the address now holds the new key
+    assert any("address is the key to your runs" in caption.value for caption in at.sidebar.caption)
+    assert _app(monkeypatch, page="home", user=OWNER).session_state["owner_id"] == OWNER
+
+
+def test_runs_on_own_images_come_back_after_a_restart_and_an_eviction_and_can_be_deleted(monkeypatch):
+    from ui import resources
+
+    store = resources.run_store()
+    pets = _own_images()
+    reference = {"key": "custom", "options": {"name": "pets"}}
+    kept = _train(pets, TrainConfig(epochs=1, batch_size=32), store, reference=reference, owner=OWNER)
+    big = _plant(runs.RunStore(store.root, max_data_bytes=0), pets, {**reference, "title": "pets"})  # its images over the cap
+    resources._saved_runs.clear()  # a restart: runs are read from disk again
+
+    at = _app(monkeypatch, user=OWNER)
+    assert at.session_state["job_ids"] == [kept.job_id, big]
+    registry = resources.job_registry()
+    restored = registry.get(kept.job_id)
+    assert restored is not kept and restored.model is not None  # predicted with again, on its own images
+    assert np.array_equal(restored.dataset.x_test, pets.x_test)
+    assert registry.get(big).model is None  # a summary: listed and deletable
+
+    restored.last_seen -= 10**6  # idle: the reaper takes it out of memory (the real on_evict: back to disk)
+    assert registry.evict_idle() == [restored] and registry.get(kept.job_id) is None
+    at.run()
+    back = registry.get(kept.job_id)
+    assert back is not None and back is not restored and back.model is not None
+
+    at.selectbox(key="train_run_pick").set_value(big).run()
+    at.button(key="train_show_run").click().run()
+    assert any("were not saved" in box.value for box in [*at.success, *at.info])  # its outcome says its images are gone
+    assert any(code.value.endswith(f"?view={big}") for code in at.code)  # its read-only link
+    at.button(key="train_delete_run").click().run()
+    assert not at.exception
+    assert not (store.root / big).exists() and registry.get(big) is None
+    assert at.session_state["job_ids"] == [kept.job_id]
+
+
+def _values(plotly_array) -> list[float]:
+    """A Plotly trace's values, whether sent as a list or packed as binary (numpy arrays)."""
+    import base64
+
+    if isinstance(plotly_array, dict):
+        return np.frombuffer(base64.b64decode(plotly_array["bdata"]), dtype=plotly_array["dtype"]).tolist()
+    return list(plotly_array)
+
+
+def test_a_share_link_shows_one_run_read_only(monkeypatch, tiny_shapes):
+    from ui import resources
+
+    history = {"loss": [1.5, 0.75], "accuracy": [0.4, 0.7], "val_loss": [1.25, 0.5], "val_accuracy": [0.5, 0.8],
+               "learning_rate": [0.001, 0.001], "images_per_s": [100.0, 110.0]}  # fmt: skip
+    run_id = _plant(resources.run_store(), tiny_shapes, {**SHAPES_REF, "title": "Shapes"}, owner="f" * 32, history=history)
+    at = _app(monkeypatch, view=run_id)
+    assert [title.value for title in at.title] == ["A shared run"]
+    assert "Simple CNN" in " ".join(md.value for md in at.markdown)
+    import json
+
+    curves = json.loads(at.get("plotly_chart")[0].proto.spec)
+    epoch_loss = next(trace for trace in curves["data"] if trace.get("name") == "training, end of epoch")
+    assert _values(epoch_loss["y"]) == [1.5, 0.75]
+    assert len(at.button) == 0 and at.session_state["job_ids"] == []  # nothing to stop, continue or delete; not the viewer's run
+    assert (resources.run_store().root / run_id).is_dir()
+
+    for unknown in ["ffffffffffff", "../etc", ""]:
+        missing = _app(monkeypatch, view=unknown)
+        assert any("No run was found at this link" in warning.value for warning in missing.warning)
+        assert len(missing.button) == 0

@@ -8,6 +8,9 @@ from dcnn_core.training import ACTIVE_STATES
 from ui import resources, state
 from ui.text import plain
 
+KEY_NOTE = ("This page's address is the key to your runs: anyone with it can see, stop and delete them. "
+            "Keep it to yourself; to show one run, use its read-only link (Train page, Your runs).")  # fmt: skip
+
 
 def format_seconds(seconds: float | None) -> str:
     if seconds is None:
@@ -45,6 +48,7 @@ def draw_frame(slot) -> None:
     """Sidebar summary shown on every page; it refreshes itself while a training runs."""
     with slot:
         st.markdown("**Your session**")
+        st.caption(KEY_NOTE)
         if any(job.status in ACTIVE_STATES for job in resources.session_jobs()):
             _live_status_lines()
         else:

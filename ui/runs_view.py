@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import streamlit as st
 
-from dcnn_core import plots
-from dcnn_core.training import TrainingJob
+from dcnn_core import plots, runs
+from dcnn_core.training import ACTIVE_STATES, TrainingJob
 from ui import resources, state
 from ui.frame import format_seconds
+from ui.text import plain
 
 
 def run_label(job: TrainingJob, number: int) -> str:
@@ -46,6 +49,9 @@ def draw_runs(jobs: list[TrainingJob]) -> None:
     chosen = show.selectbox("Run", list(labels), format_func=labels.get, key="train_run_pick",
                             index=len(labels) - 1)  # fmt: skip
     show.button("Show this run above", key="train_show_run", on_click=_select, args=(chosen,))
+    with st.expander("Share this run, read-only"):
+        st.caption("Anyone with this link sees its curves and summary, nothing else: they cannot stop, continue or delete it.")
+        st.code(share_link(chosen), language=None)
     job = resources.job_registry().get(chosen)
     if delete.button("Delete this run", key="train_delete_run", icon=":material/delete:", disabled=job is None or not job.ended):
         if job is not None and resources.delete_run(job):
@@ -62,3 +68,71 @@ def draw_runs(jobs: list[TrainingJob]) -> None:
         right.markdown("Validation loss")
         right.plotly_chart(plots.compare_runs(histories, "val_loss"), key="train_compare_loss")
     st.caption(f"Total training time of these runs: {format_seconds(sum(job.snapshot().elapsed_s for job in jobs))}.")
+
+
+def share_link(run_id: str) -> str:
+    """The address of one run's read-only view (this page's address with ``?view=<run id>``, no owner token)."""
+    page = (st.context.url or "").rstrip("/") or "/train"
+    return f"{page}?{state.VIEW_PARAM}={run_id}"
+
+
+@dataclass(frozen=True)
+class SharedRun:
+    """What a read-only link shows of a run: its outcome and curves, no model and nothing to act on."""
+
+    model: str
+    data: str
+    status: str
+    message: str
+    history: dict[str, list[float]]
+    test_accuracy: float | None
+    elapsed_s: float
+    active: bool
+
+
+def find_shared_run(run_id: str) -> SharedRun | None:
+    """The run with this id, from memory (possibly still training) or from disk; None if there is none."""
+    if not runs.is_run_id(run_id):
+        return None
+    job = resources.job_registry().get(run_id)
+    if job is not None:
+        progress = job.snapshot()
+        return SharedRun(job.spec.name, job.dataset.title, progress.status, progress.message, progress.history,
+                         progress.test_accuracy, progress.elapsed_s, progress.status in ACTIVE_STATES)  # fmt: skip
+    store = resources.run_store()
+    try:
+        record = store.load(store.root / run_id)
+    except Exception:  # missing, deleted, or not a readable run
+        return None
+    title = str(record.dataset_ref.get("title", record.dataset_ref.get("key", "")))
+    return SharedRun(record.spec.name, title, record.status, record.message, record.history, record.test_accuracy,
+                     record.elapsed_s, False)  # fmt: skip
+
+
+def draw_shared_run(run_id: str) -> None:
+    """The read-only page a share link opens: a title, the outcome and the curves; no buttons."""
+    st.title("A shared run")
+    run = find_shared_run(run_id)
+    if run is None:
+        st.warning("No run was found at this link: it may have been deleted, or the link was cut short. Ask for the link again.")
+        return
+    st.fragment(run_every=2.0 if run.active else None)(_draw_shared)(run_id)
+
+
+def _draw_shared(run_id: str) -> None:
+    run = find_shared_run(run_id)
+    if run is None:
+        st.warning("This run was deleted.")
+        return
+    st.markdown(f"**{plain(run.model)}** on **{plain(run.data)}** · {plain(run.status)}")
+    st.caption("Read-only: you see this run's curves and summary; nothing here can change it.")
+    summary = [f"{len(run.history.get('loss', []))} epochs", f"{format_seconds(run.elapsed_s)} of training"]
+    if run.test_accuracy is not None:
+        summary.append(f"test accuracy {run.test_accuracy:.4f}")
+    st.caption(" · ".join(summary))
+    if run.message:
+        st.info(plain(run.message))
+    if run.history.get("loss"):
+        st.plotly_chart(plots.training_curves(run.history, [], [], []), key="train_shared_curves")
+    if run.history.get("learning_rate"):
+        st.plotly_chart(plots.rate_and_speed(run.history), key="train_shared_rate_speed")

@@ -7,6 +7,7 @@ import uuid
 
 import streamlit as st
 
+from dcnn_core import runs
 from dcnn_core import spec as model_spec
 from dcnn_core.training import TrainConfig
 
@@ -25,18 +26,24 @@ FALLBACK_DATASET = {"key": "shapes", "options": {"count_per_class": 600, "image_
 
 
 OWNER_PARAM, RUN_PARAM = "user", "run"  # URL query parameters that bring a reload back to its runs
-_TOKEN = re.compile(r"^[0-9a-f]{12,32}$")
+VIEW_PARAM = "view"  # ?view=<run id>: one run's curves and summary, read-only, for anyone with the link
+_OWNER_TOKEN = re.compile(r"[0-9a-f]{32}")  # uuid4().hex: the key to a user's runs, so never a short guessable one
 
 
 def _owner_from_url() -> str:
     """The owner token in the URL (a reload or a new tab of the same user), or a new one."""
     token = st.query_params.get(OWNER_PARAM, "")
-    return token if _TOKEN.match(token) else uuid.uuid4().hex
+    return token if _OWNER_TOKEN.fullmatch(token) else uuid.uuid4().hex
 
 
 def _run_from_url() -> str | None:
     run_id = st.query_params.get(RUN_PARAM, "")
-    return run_id if _TOKEN.match(run_id) else None
+    return run_id if runs.is_run_id(run_id) else None
+
+
+def shared_run_from_url() -> str | None:
+    """The run a read-only share link asks for (as typed, checked by whoever looks it up), or None."""
+    return st.query_params.get(VIEW_PARAM) if VIEW_PARAM in st.query_params else None
 
 
 def init_state() -> None:
