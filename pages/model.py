@@ -12,23 +12,30 @@ st.title("Model")
 dataset = resources.current_dataset()
 model_form.ensure_widget_state()
 
+pretrained = st.session_state.get(model_form.FAMILY_KEY) == model_form.PRETRAINED
 st.caption(
     f"Designing for **{plain(dataset.title)}**: input {' × '.join(map(str, dataset.input_shape))}, "
-    f"{dataset.num_classes} classes. Pixels are divided by 255 inside the model."
+    f"{dataset.num_classes} classes. "
+    + ("The backbone's resizing and preprocessing are inside the model." if pretrained else "Pixels are divided by 255 inside the model.")
 )
 top_left, top_right = st.columns([2, 1], vertical_alignment="bottom")
 with top_right.popover("Save or load a design", icon=":material/folder_open:", use_container_width=True):
     model_view.spec_upload()
     download_slot = st.empty()
 with top_left:
-    model_form.preset_picker()
+    model_form.family_picker()
+    if not pretrained:
+        model_form.preset_picker()
 
 analysis_slot = st.container()
 design, summary = st.columns([1, 1], gap="large")
 with design:
-    st.slider("Conv blocks", 0, model_form.MAX_BLOCKS, key="model_block_count")
-    for index in range(st.session_state["model_block_count"]):
-        model_form.block_controls(index)
+    if pretrained:
+        model_form.backbone_controls()
+    else:
+        st.slider("Conv blocks", 0, model_form.MAX_BLOCKS, key="model_block_count")
+        for index in range(st.session_state["model_block_count"]):
+            model_form.block_controls(index)
     model_form.head_controls()
 
 spec = model_form.spec_from_widgets()
@@ -48,6 +55,12 @@ with analysis_slot:
             help="float32 outputs of every layer for one image",
         )
         d.metric("Layers", len(analysis.layers) - 1)
+        if analysis.frozen_parameters:
+            st.caption(
+                f"Phase 1 trains {analysis.trainable_parameters:,} parameters (the head); the backbone's "
+                f"{analysis.frozen_parameters:,} stay frozen. Phase 2 (fine-tuning) trains the head and "
+                f"{analysis.fine_tune_parameters:,} backbone parameters; batch normalisation stays frozen."
+            )
 
 with download_slot:
     model_view.spec_download(spec)
@@ -72,6 +85,9 @@ with diagram_tab:
     if analysis.ok:
         st.plotly_chart(plots.architecture_diagram(analysis.layers), key="model_diagram", config={"displayModeBar": False})
 with code_tab:
-    model_view.keras_code(spec, dataset, analysis)
+    if spec.backbone is not None:
+        st.info("The standalone script does not cover pretrained backbones yet; the experiment file (Train page) does.")
+    else:
+        model_view.keras_code(spec, dataset, analysis)
 with compare_tab:
     model_view.comparison(spec, dataset, analysis)

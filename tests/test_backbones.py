@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -170,3 +171,33 @@ def test_the_analysis_refuses_too_small_an_input_and_shows_the_backbone_output()
     rows = {layer.name: layer for layer in analysis.layers}
     assert "grayscale_to_rgb" not in rows and rows["resize"].output_shape == (96, 96, 3)
     assert rows["backbone"].output_shape == (3, 3, 576) and rows["backbone"].mult_adds > 9_000_000
+
+
+def test_the_model_page_offers_the_pretrained_family_with_its_costs(monkeypatch, tmp_path):
+    import keras
+    from streamlit.testing.v1 import AppTest
+
+    def offline():
+        raise OSError("URL fetch failure: Name or service not known")
+
+    monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", offline)
+    monkeypatch.setenv(backbones.WEIGHTS_DIR_VARIABLE, str(tmp_path / "empty"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    monkeypatch.setattr(backbones, "_host_answers", lambda url: False)
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=90)
+    at.run()
+    at.switch_page("pages/model.py")
+    at.run()
+    at.radio(key="model_family").set_value("Pretrained backbone").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.radio(key="model_backbone_weights").value == "random"  # no weights here: random initialisation is offered
+    assert any("No ImageNet weights for MobileNetV3-Small" in w.value for w in at.warning)
+    at.select_slider(key="model_backbone_input_size").set_value(128).run()
+    at.slider(key="model_backbone_fine_tune_layers").set_value(5).run()
+    assert not at.exception, [e.value for e in at.exception]
+    spec = at.session_state["model_spec"]
+    assert spec.backbone == Backbone("mobilenet_v3_small", 128, "random", 5, 5, 0.1) and spec.name == "MobileNetV3-Small (random init)"
+    caption = " ".join(c.value for c in at.caption)
+    assert "stay frozen" in caption and f"{backbones.CATALOGUE['mobilenet_v3_small'].parameters:,}" in caption
+    at.radio(key="model_family").set_value("Design from scratch").run()
+    assert at.session_state["model_spec"].backbone is None and not at.exception

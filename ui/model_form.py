@@ -11,6 +11,7 @@ from dataclasses import fields, replace
 
 import streamlit as st
 
+from dcnn_core import backbones
 from dcnn_core import spec as model_spec
 from dcnn_core.spec import ConvBlock, Head, ModelSpec
 from ui import state
@@ -45,12 +46,15 @@ def load_spec_into_widgets(spec: ModelSpec) -> None:
     for index, units in enumerate(head.dense_units):
         st.session_state[f"model_dense{index}_units"] = units
     st.session_state["model_base_name"] = spec.name.removesuffix(" (edited)")
+    _load_backbone_into_widgets(spec.backbone)
     st.session_state[state.MODEL_SPEC] = spec
 
 
 def ensure_widget_state() -> None:
     """Fill keys missing after the page was left (Streamlit drops unrendered widgets' state)."""
-    required = ("model_block_count", "model_head_pooling", "model_dense_count", "model_head_dropout")
+    required = ("model_block_count", "model_head_pooling", "model_dense_count", "model_head_dropout", FAMILY_KEY)
+    if st.session_state.get(FAMILY_KEY) == PRETRAINED:  # the blocks' widgets are not drawn then
+        required = (*required[1:], *(f"model_backbone_{name}" for name in BACKBONE_FIELDS))
     if any(key not in st.session_state for key in required):
         load_spec_into_widgets(state.model_spec_state())
 
@@ -68,15 +72,22 @@ def _block_from_widgets(index: int) -> ConvBlock:
     return ConvBlock(**{name: st.session_state[_block_key(index, name)] for name in BLOCK_FIELDS})
 
 
-def spec_from_widgets() -> ModelSpec:
-    blocks = [_block_from_widgets(i) for i in range(st.session_state["model_block_count"])]
+def _head_from_widgets() -> Head:
     units = [st.session_state.get(f"model_dense{i}_units", 128) for i in range(st.session_state["model_dense_count"])]
-    head = Head(
+    return Head(
         pooling=st.session_state["model_head_pooling"],
         dense_units=units,
         activation=st.session_state["model_head_activation"],
         dropout=float(st.session_state["model_head_dropout"]),
     )
+
+
+def spec_from_widgets() -> ModelSpec:
+    head = _head_from_widgets()
+    if st.session_state.get(FAMILY_KEY) == PRETRAINED:
+        backbone = _backbone_from_widgets()
+        return ModelSpec(name=backbones.default_spec(backbone.name, backbone.weights).name, blocks=[], head=head, backbone=backbone)
+    blocks = [_block_from_widgets(i) for i in range(st.session_state["model_block_count"])]
     base = st.session_state.get("model_base_name", "Custom")
     spec = ModelSpec(name=base, rescale=True, blocks=blocks, head=head)
     if base in model_spec.PRESETS and spec.to_dict() != model_spec.PRESETS[base].to_dict():
@@ -168,3 +179,65 @@ def head_controls() -> None:
             units_key = f"model_dense{index}_units"
             b.select_slider(f"Units in dense layer {index + 1}", _with_current(UNIT_CHOICES, units_key), key=units_key)
         c.slider("Dropout", 0.0, 0.7, step=0.05, key="model_head_dropout")
+
+
+# --- pretrained backbones -------------------------------------------------------------------
+
+FAMILY_KEY = "model_family"
+PRETRAINED = "Pretrained backbone"
+FAMILIES = ("Design from scratch", PRETRAINED)
+BACKBONE_FIELDS = ("name", "input_size", "weights", "fine_tune_layers", "fine_tune_epochs", "fine_tune_lr_factor")
+WEIGHT_LABELS = {"imagenet": "ImageNet weights (transfer learning)", "random": "Random initialisation — not transfer learning"}
+
+
+def _load_backbone_into_widgets(backbone: model_spec.Backbone | None) -> None:
+    st.session_state[FAMILY_KEY] = FAMILIES[0] if backbone is None else PRETRAINED
+    for name in BACKBONE_FIELDS:
+        st.session_state[f"model_backbone_{name}"] = getattr(backbone or model_spec.Backbone(), name)
+
+
+def _backbone_from_widgets() -> model_spec.Backbone:
+    return model_spec.Backbone(**{name: st.session_state[f"model_backbone_{name}"] for name in BACKBONE_FIELDS})
+
+
+def _apply_family() -> None:
+    if st.session_state[FAMILY_KEY] == PRETRAINED:
+        name = st.session_state.get("model_backbone_name", "mobilenet_v3_small")
+        weights = "imagenet" if backbones.weights_status(name).available else "random"
+        load_spec_into_widgets(backbones.default_spec(name, weights))
+    else:
+        load_spec_into_widgets(model_spec.preset(st.session_state.get("model_preset", "Simple CNN")))
+
+
+def family_picker() -> None:
+    if st.session_state.get(FAMILY_KEY) not in FAMILIES:
+        _load_backbone_into_widgets(state.model_spec_state().backbone)
+    st.radio("Start from", FAMILIES, key=FAMILY_KEY, on_change=_apply_family, horizontal=True)
+
+
+def backbone_controls() -> None:
+    """The backbone's choice, input size, weights and fine-tuning (phase 2)."""
+    key = lambda name: f"model_backbone_{name}"  # noqa: E731
+    with st.container(border=True):
+        st.selectbox("Backbone", list(backbones.CATALOGUE), key=key("name"), format_func=lambda name: backbones.CATALOGUE[name].title)
+        entry = backbones.info(st.session_state[key("name")])
+        st.caption(f"{entry.description} {entry.parameters / 1e6:.1f} M parameters, trained on ImageNet (1.2 M photos, 1,000 classes).")
+        sizes = sorted({*backbones.INPUT_SIZE_CHOICES, entry.default_input_size, st.session_state[key("input_size")]})
+        st.select_slider(
+            "Input size (pixels)", sizes, key=key("input_size"),
+            help="Images are resized to this inside the model. The backbone was trained at "
+            f"{entry.default_input_size} px; 96 or 128 px is several times cheaper on a CPU.",
+        )  # fmt: skip
+        status = backbones.weights_status(entry.name)
+        st.radio("Weights", list(WEIGHT_LABELS), key=key("weights"), format_func=WEIGHT_LABELS.get, horizontal=True)
+        if not status.available:
+            st.warning(status.message, icon=":material/cloud_off:")
+        elif st.session_state[key("weights")] == "imagenet":
+            st.caption(status.message)
+        a, b, c = st.columns(3)
+        a.slider("Fine-tune the top N layers", 0, 40, key=key("fine_tune_layers"),
+                 help="Phase 2 trains the top N backbone layers that have weights (batch norm stays frozen); 0: no phase 2.")  # fmt: skip
+        b.slider("Fine-tuning epochs", 0, 20, key=key("fine_tune_epochs"), help="Phase 2's epochs, after the Train page's epochs.")
+        factor_key = key("fine_tune_lr_factor")
+        c.select_slider("Fine-tuning learning rate ×", sorted({0.01, 0.03, 0.1, 0.3, 1.0, st.session_state[factor_key]}), key=factor_key,
+                        help="Phase 2's learning rate is the Train page's rate times this.")  # fmt: skip
