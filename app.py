@@ -6,10 +6,10 @@ train or predict, so this entry page opens fast.
 
 import streamlit as st
 
-from ui import frame, resources, state
+from ui import frame, resources, state, streamlit_private
 
 st.set_page_config(page_title="DCNN Studio", page_icon=":material/neurology:", layout="wide")
-resources.keep_keras_session()  # Streamlit would clear Keras's session after every run, for every user
+streamlit_private.keep_keras_session()  # Streamlit would clear Keras's session after every run, for every user
 state.init_state()
 
 navigation = st.navigation(
@@ -26,4 +26,3 @@ navigation = st.navigation(
 frame_slot = st.sidebar.container()
 navigation.run()
 frame.draw_frame(frame_slot)  # after the page, so it shows what the page just chose
-resources.freeze_imported_objects()  # after new imports (TensorFlow): reruns no longer pay ~0.3 s of garbage collection

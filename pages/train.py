@@ -47,7 +47,7 @@ if refused:
 
 job = resources.selected_job()
 if job is not None:
-    st.fragment(run_every=1.0 if active else None)(training_view.draw_job)(job, active)
+    st.fragment(run_every=resources.live_refresh_s() if active else None)(training_view.draw_job)(job, active)
     leaderboard_view.draw_publish(job)
 else:
     st.info("Press **Start training**. The curves appear here and keep moving while you visit other pages.")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
 import os
-import sys
 import threading
 import time
 
@@ -20,6 +18,7 @@ from ui import state
 
 RETRY_FAILED_DOWNLOAD_S = 120
 ROOM_WINDOW_S = 600  # people seen in the last ten minutes make a room
+MAX_LIVE_FIGURES = 200
 CUSTOM_KEY = "custom"  # DATASET_CHOICE key for a user's own images: {"key": "custom", "options": {"name": ...}}
 
 
@@ -238,54 +237,32 @@ def delete_run(job: TrainingJob) -> bool:
     return True
 
 
-def keep_keras_session() -> None:
-    """Stop Streamlit from calling ``keras.backend.clear_session()`` after every script run.
-
-    Streamlit 1.67 (``script_runner._clean_problem_modules``) clears Keras's session after each run
-    and fragment run once Keras is imported. That resets Keras's global state for every thread — a
-    training worker building a model included — and empties TensorFlow's kernel cache: a prediction
-    right after a rerun took 21 ms instead of 8, and training ran ~13 % slower while a Train page was
-    open (bench/predict_latency.py, bench/training_overhead.py --page server). Its other clean-up,
-    closing matplotlib figures, is kept. If Streamlit renames the function, this does nothing.
-    """
-    from streamlit.runtime.scriptrunner import script_runner
-
-    current = getattr(script_runner, "_clean_problem_modules", None)
-    if current is None or getattr(current, "keeps_keras_session", False):
-        return
-
-    def clean_problem_modules_but_keras() -> None:
-        pyplot = sys.modules.get("matplotlib.pyplot")
-        if pyplot is not None:
-            pyplot.close("all")
-
-    clean_problem_modules_but_keras.keeps_keras_session = True
-    script_runner._clean_problem_modules = clean_problem_modules_but_keras
+@st.cache_resource
+def _figures() -> dict:
+    """(run id, kind) → (version, built at, figure): live figures shared by every viewer of a run."""
+    return {"lock": threading.Lock(), "figures": {}}
 
 
-_modules_when_frozen = 0  # len(sys.modules) at the last gc.freeze()
+def live_figure(job_id: str, kind: str, version: int, build):
+    """The figure ``build()`` makes for this run's ``version``, built at most once a refresh period whoever looks."""
+    cache, now = _figures(), time.monotonic()
+    with cache["lock"]:
+        hit = cache["figures"].get((job_id, kind))
+    if hit is not None and (hit[0] == version or now - hit[1] < live_refresh_s()):
+        return hit[2]
+    figure = build()
+    with cache["lock"]:
+        figures = cache["figures"]
+        figures[(job_id, kind)] = (version, now, figure)
+        while len(figures) > MAX_LIVE_FIGURES:
+            figures.pop(next(iter(figures)))
+    return figure
 
 
-def freeze_imported_objects() -> None:
-    """Keep imported modules' objects out of the full garbage collection that follows every script run.
-
-    After each run (and each fragment run) Streamlit calls ``gc.collect(2)``. TensorFlow and Keras
-    bring some 430,000 objects, so that collection took about 0.3 s of CPU holding the GIL (twice that
-    while Streamlit also cleared Keras's session, which collects again): on every page switch, and every
-    second while the Train page's live fragment runs — stalling training threads too. After a run that
-    imported new modules, ``gc.freeze()`` moves the objects alive then to a generation collections skip
-    (a collection then takes ~2 ms). Frozen objects are never collected, so this is skipped while a run
-    holds or builds a model: modules live as long as the process anyway, but a model frozen and later
-    dropped would leak.
-    """
-    global _modules_when_frozen
-    loaded = len(sys.modules)
-    if loaded <= _modules_when_frozen:
-        return
-    if any(job.model is not None or not job.ended for job in job_registry().jobs()):
-        return
-    gc.freeze()
-    _modules_when_frozen = loaded
+def live_refresh_s() -> float:
+    """How often live pages redraw: every second when few train, less often as the room fills (the server stays responsive)."""
+    active = job_registry().running_count()
+    return 1.0 if active <= 4 else 2.0 if active <= 15 else 3.0
 
 
 def dataset_title(choice: dict) -> str:

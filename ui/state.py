@@ -102,7 +102,6 @@ def ensure_started_from_app() -> None:
     """
     if OWNER in st.session_state:
         return
-    from streamlit.runtime.pages_manager import PagesManager
+    from ui import streamlit_private
 
-    PagesManager.uses_pages_directory = False
-    st.rerun()
+    streamlit_private.leave_legacy_pages_mode()

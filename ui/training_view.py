@@ -215,10 +215,11 @@ def draw_job(job: TrainingJob, was_active: bool) -> None:
             show_outcome(progress)
             _continue_controls(job, progress)
     if progress.history["loss"] or progress.batch_loss:
-        figure = plots.training_curves(progress.history, progress.batch_steps, progress.batch_loss, progress.batch_accuracy)
-        st.plotly_chart(figure, key="train_curves")
+        curves = lambda: plots.training_curves(progress.history, progress.batch_steps, progress.batch_loss, progress.batch_accuracy)
+        st.plotly_chart(resources.live_figure(job.job_id, "curves", progress.version, curves), key="train_curves")
     if progress.history["learning_rate"]:
-        st.plotly_chart(plots.rate_and_speed(progress.history), key="train_rate_speed")
+        speed = lambda: plots.rate_and_speed(progress.history)
+        st.plotly_chart(resources.live_figure(job.job_id, "speed", len(progress.history["learning_rate"]), speed), key="train_rate_speed")
 
 
 def any_active(jobs: list[TrainingJob]) -> bool:
