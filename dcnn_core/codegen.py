@@ -1,26 +1,24 @@
-"""Generate a standalone Keras script for a design (and its training settings).
+"""Generate a standalone Keras script: the design and the whole experiment of the Train page.
 
-The script is written from the same layer list (``plan.expand``) that the app
-builds its models from, so it produces the same network.
+The network is written from the same layer list (``plan.expand``) that the app builds its models
+from; the training code mirrors the app's: the seeded validation split
+(``training.split_train_validation``), the shuffled, augmented tf.data pipeline
+(``pipeline.training_dataset``), the optimizer (``training_config.build_optimizer``), the schedule
+(``training_config.scheduled_rate``), class weights (``pipeline.balanced_class_weights``) and early
+stopping that restores the weights of the epoch with the best validation loss.
 """
 
 from __future__ import annotations
 
-from dcnn_core import plan
+from dcnn_core import naming, plan
 from dcnn_core.spec import ModelSpec
-from dcnn_core.training import TrainConfig
+from dcnn_core.training_config import TrainConfig, optimizer_arguments
 
 _KERAS_LOADERS = {"fashion_mnist": "fashion_mnist", "mnist": "mnist", "cifar10": "cifar10"}
 
 
-def _literal(value) -> str:
-    if isinstance(value, float):
-        return repr(value)
-    return repr(value)
-
-
 def _layer_line(node: plan.LayerNode, variables: dict[str, str]) -> str:
-    arguments = [f"{key}={_literal(value)}" for key, value in node.config.items()]
+    arguments = [f"{key}={value!r}" for key, value in node.config.items()]
     arguments.append(f"name={node.name!r}")
     call = f"layers.{node.class_name}({', '.join(arguments)})"
     if node.class_name == "Add":
@@ -52,12 +50,8 @@ def _model_code(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes:
             lines.append("    block_input = x")
             continue
         lines.append(_layer_line(node, variables))
-    lines.append(f"    return keras.Model(inputs, x, name={_model_name(spec)!r})")
+    lines.append(f"    return keras.Model(inputs, x, name={naming.slug(spec.name)!r})")
     return lines
-
-
-def _model_name(spec: ModelSpec) -> str:
-    return "".join(ch.lower() if ch.isalnum() else "_" for ch in spec.name).strip("_") or "model"
 
 
 def _data_code(dataset_key: str) -> list[str]:
@@ -90,23 +84,153 @@ def _data_code(dataset_key: str) -> list[str]:
     ]
 
 
+def _optimizer_code(config: TrainConfig) -> str:
+    """The call ``training_config.build_optimizer`` makes, as code."""
+    name, arguments = optimizer_arguments(config)
+    return f"keras.optimizers.{name}({', '.join(f'{key}={value!r}' for key, value in arguments.items())})"
+
+
+def _split_code() -> list[str]:
+    return [
+        "def split_train_validation(x, y):",
+        '    """The app\'s seeded split: the same images are held out to validate every epoch."""',
+        "    order = np.random.default_rng(SEED).permutation(len(x))",
+        "    cut = int(round(len(order) * (1 - VALIDATION_SPLIT))) if VALIDATION_SPLIT > 0 else len(order)",
+        "    train, validation = np.sort(order[:cut]), np.sort(order[cut:])",
+        "    return x[train], y[train], x[validation], y[validation]",
+    ]
+
+
+def _augmentation_code(config: TrainConfig) -> list[str]:
+    """Keras preprocessing layers, as ``pipeline.augmentation_layers`` makes them (same seeds)."""
+    augmentation = config.augmentation
+    steps = []
+    if augmentation.flip:
+        steps.append("layers.RandomFlip('horizontal', seed=SEED)")
+    if augmentation.rotation > 0:
+        steps.append(f"layers.RandomRotation({augmentation.rotation!r}, fill_mode='constant', seed=SEED + 1)")
+    if augmentation.zoom > 0:
+        steps.append(f"layers.RandomZoom({augmentation.zoom!r}, fill_mode='constant', seed=SEED + 2)")
+    if augmentation.shift > 0:
+        steps.append(f"layers.RandomTranslation({augmentation.shift!r}, {augmentation.shift!r}, fill_mode='constant', seed=SEED + 3)")
+    if augmentation.contrast > 0:
+        steps.append(f"layers.RandomContrast({augmentation.contrast!r}, value_range=(0, 255), seed=SEED + 4)")
+    return [
+        "def augmentation():",
+        '    """Random changes to training images only, a fresh draw every epoch."""',
+        "    return keras.Sequential([",
+        *(f"        {step}," for step in steps),
+        "    ], name='augmentation')",
+    ]
+
+
+def _pipeline_code(config: TrainConfig) -> list[str]:
+    lines = [
+        "def training_data(x, y):",
+        '    """Shuffled (seeded, again every epoch), batched, augmented batches of uint8 images."""',
+        "    data = tf.data.Dataset.from_tensor_slices((x, y.astype('int32')))",
+        "    data = data.shuffle(len(x), seed=SEED, reshuffle_each_iteration=True).batch(BATCH_SIZE)",
+    ]
+    if config.augmentation.active:
+        lines += [
+            "    augment = augmentation()",
+            "    data = data.map(lambda images, labels: (augment(tf.cast(images, 'float32'), training=True), labels))",
+        ]
+    return [*lines, "    return data.prefetch(2)"]
+
+
+def _class_weights_code(num_classes: int) -> list[str]:
+    return [
+        f"def class_weights(labels, num_classes={num_classes}):",
+        '    """Weights proportional to 1/frequency, averaging 1 over the images (absent classes get 1)."""',
+        "    counts = np.bincount(labels, minlength=num_classes).astype(float)",
+        "    weights = np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)), 1.0)",
+        "    return {index: float(weight) for index, weight in enumerate(weights)}",
+    ]
+
+
+def _schedule_code(config: TrainConfig) -> list[str]:
+    """``training_config.scheduled_rate`` for the step and cosine schedules, as code."""
+    rate = repr(float(config.learning_rate))
+    if config.schedule == "step":
+        body = f"    return {rate} * {config.step_factor!r} ** (epoch // {config.step_every})"
+    else:
+        body = f"    return {rate} * 0.5 * (1 + math.cos(math.pi * min(epoch, EPOCHS) / max(1, EPOCHS)))"
+    return ["def learning_rate(epoch, rate):", f'    """The {config.schedule} schedule: the rate of each epoch (0-based)."""', body]
+
+
+def _callbacks_code(config: TrainConfig) -> list[str]:
+    callbacks = []
+    if config.schedule == "plateau":
+        plateau = f"monitor='val_loss', factor={config.step_factor!r}, patience={config.patience}"
+        callbacks.append(f"keras.callbacks.ReduceLROnPlateau({plateau})")
+    elif config.schedule != "constant":
+        callbacks.append("keras.callbacks.LearningRateScheduler(learning_rate)")
+    if config.early_stopping:
+        # Stops after `patience` epochs without a lower validation loss; restores the best epoch's weights.
+        callbacks.append(f"keras.callbacks.EarlyStopping(monitor='val_loss', patience={config.patience}, restore_best_weights=True)")
+    return ["def callbacks():", "    return [", *(f"        {callback}," for callback in callbacks), "    ]"]
+
+
+def _training_code(config: TrainConfig, num_classes: int) -> list[str]:
+    """Functions for the split, the data pipeline, class weights, the schedule and callbacks, then ``train``."""
+    parts = [_split_code()]
+    if config.augmentation.active:
+        parts.append(_augmentation_code(config))
+    parts.append(_pipeline_code(config))
+    if config.class_weights:
+        parts.append(_class_weights_code(num_classes))
+    if config.schedule in ("step", "cosine"):
+        parts.append(_schedule_code(config))
+    parts.append(_callbacks_code(config))
+    parts.append(
+        [
+            "def train(x_train, y_train):",
+            '    """Build, compile and fit as DCNN Studio does; returns the model and its history."""',
+            "    keras.utils.set_random_seed(SEED)  # the initial weights and dropout follow the seed",
+            "    model = build_model()",
+            f"    model.compile(optimizer={_optimizer_code(config)}, loss='sparse_categorical_crossentropy', metrics=['accuracy'])",
+            "    x_fit, y_fit, x_validation, y_validation = split_train_validation(x_train, y_train)",
+            "    history = model.fit(",
+            "        training_data(x_fit, y_fit),",
+            "        epochs=EPOCHS,",
+            "        validation_data=(x_validation, y_validation) if len(x_validation) else None,",
+            "        validation_batch_size=max(256, BATCH_SIZE),",
+            f"        class_weight={'class_weights(y_fit)' if config.class_weights else 'None'},",
+            "        callbacks=callbacks(),",
+            "        shuffle=False,  # training_data shuffles, seeded",
+            "        verbose=2,",
+            "    )",
+            "    return model, history",
+        ]
+    )
+    lines: list[str] = []
+    for part in parts:
+        lines += [*part, "", ""]
+    return lines[:-2]
+
+
 def generate_script(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int, dataset_key: str, config: TrainConfig) -> str:
-    """A runnable Python script: build the model, load the data, train, evaluate."""
-    optimizer = {
-        "adam": f"keras.optimizers.Adam(learning_rate={config.learning_rate!r})",
-        "sgd": f"keras.optimizers.SGD(learning_rate={config.learning_rate!r}, momentum=0.9)",
-        "rmsprop": f"keras.optimizers.RMSprop(learning_rate={config.learning_rate!r})",
-        "adamw": f"keras.optimizers.AdamW(learning_rate={config.learning_rate!r})",
-    }[config.optimizer]
+    """A runnable Python script: build the model, load the data, train as the Train page would, evaluate."""
+    imports = ["import math", ""] if config.schedule == "cosine" else []
     lines = [
         f'"""{spec.name} — generated by DCNN Studio.',
         "",
+        "The same network and the whole experiment of the Train page: optimizer, learning rate and schedule,",
+        "batch size, epochs, validation split, seed, early stopping, class weights and augmentation.",
         "Run: python this_file.py   (needs keras, tensorflow and numpy)",
         '"""',
         "",
+        *imports,
         "import keras",
         "import numpy as np",
+        "import tensorflow as tf",
         "from keras import layers",
+        "",
+        f"SEED = {config.seed}",
+        f"BATCH_SIZE = {config.batch_size}",
+        f"EPOCHS = {config.epochs}",
+        f"VALIDATION_SPLIT = {config.validation_split!r}  # share of the training images held out to validate",
         "",
         "",
         *_model_code(spec, input_shape, num_classes),
@@ -115,16 +239,13 @@ def generate_script(spec: ModelSpec, input_shape: tuple[int, int, int], num_clas
         *_data_code(dataset_key),
         "",
         "",
+        *_training_code(config, num_classes),
+        "",
+        "",
         "def main():",
-        f"    keras.utils.set_random_seed({config.seed})",
         "    x_train, y_train, x_test, y_test = load_data()",
-        "    model = build_model()",
+        "    model, history = train(x_train, y_train)",
         "    model.summary()",
-        f"    model.compile(optimizer={optimizer}, loss='sparse_categorical_crossentropy', metrics=['accuracy'])",
-        "    model.fit(",
-        "        x_train, y_train,",
-        f"        batch_size={config.batch_size}, epochs={config.epochs}, validation_split={config.validation_split!r},",
-        "    )",
         "    loss, accuracy = model.evaluate(x_test, y_test, verbose=0)",
         "    print(f'test accuracy {accuracy:.4f}, test loss {loss:.4f}')",
         "",

@@ -46,7 +46,10 @@ def keras_code(spec: model_spec.ModelSpec, dataset: Dataset, analysis: plan.Anal
         return
     source_key = state.dataset_choice()["key"]
     script = codegen.generate_script(spec, dataset.input_shape, dataset.num_classes, source_key, state.train_config())
-    st.caption("A standalone script: the same layers, the Train page's settings. The copy button is at the top right of the code.")
+    st.caption(
+        "A standalone script: the same layers and the Train page's whole experiment — optimizer, schedule, early stopping, "
+        "class weights, augmentation, validation split and seed. The copy button is at the top right of the code."
+    )
     st.code(script, language="python", height=420)
     left, right = st.columns(2)
     left.download_button(
