@@ -296,6 +296,9 @@ def test_instructor_sees_and_stops_another_users_training(room, monkeypatch):
     text = " ".join(markdown.value for markdown in instructor.markdown)
     assert leaderboard.anonymous_id(job.owner).replace("-", "\\-") in text and job.owner not in text
     assert any(metric.label == "CPU (all cores)" for metric in instructor.metric)
+    _publish(Leaderboard(room / leaderboard.FILE_NAME), owner=job.owner, name="Grace H")  # once named, the room shows the name
+    instructor.run()
+    assert "Grace H" in " ".join(markdown.value for markdown in instructor.markdown)
 
     instructor.button(key=f"room_stop_{job.job_id}").click().run()
     assert job.wait(30), "the instructor's stop did not end the training"
