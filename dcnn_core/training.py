@@ -30,7 +30,7 @@ from dcnn_core.datasets import Dataset
 from dcnn_core.progress import ACTIVE_STATES, ENDED_STATES, HISTORY_KEYS, MAX_BATCH_POINTS, Progress, ProgressLog, Status
 from dcnn_core.scheduler import FairScheduler
 from dcnn_core.spec import ModelSpec
-from dcnn_core.training_config import OPTIMIZERS, Augmentation, TrainConfig, scheduled_rate
+from dcnn_core.training_config import OPTIMIZERS, Augmentation, TrainConfig, build_optimizer, scheduled_rate
 
 __all__ = [
     "OPTIMIZERS", "Augmentation", "TrainConfig", "TrainingJob", "RunDescription", "RunLimits", "Progress", "Status",
@@ -80,14 +80,6 @@ class _StopRequested(Exception):
 
 class _Diverged(Exception):
     pass
-
-
-def build_optimizer(keras, config: TrainConfig):
-    rate = float(config.learning_rate)
-    if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=rate, momentum=0.9)
-    classes = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop, "adamw": keras.optimizers.AdamW}
-    return classes[config.optimizer](learning_rate=rate)
 
 
 _seed_lock = threading.Lock()  # Keras's seed is process-wide: set it and build under one lock

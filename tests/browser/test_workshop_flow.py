@@ -39,7 +39,7 @@ QUIET_JS = """(quietMs) => {
     return !!app && app.getAttribute("data-test-script-state") === "notRunning"
         && performance.now() - (window.__scriptStateChangedAt || 0) >= quietMs;
 }"""
-PAGES = [("Home", "DCNN Studio"), ("Data", "Data"), ("Model", "Model"), ("Train", "Train"), ("Predict", "Predict")]
+PAGES = [("Home", "DCNN Studio"), ("Data", "Data"), ("Model", "Model"), ("Train", "Train"), ("Predict", "Predict"), ("Leaderboard", "Leaderboard")]
 PHOTO = Path(sklearn.datasets.__file__).parent / "images" / "china.jpg"
 SLOW_MS = 90_000  # first TensorFlow import, first epoch, first evaluation: slow on a 2-core machine
 
