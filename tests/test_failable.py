@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -186,8 +187,6 @@ def test_plateau_schedule_drops_the_rate_after_an_epoch_without_progress(tiny_sh
 
 
 def _wait(predicate, timeout: float = 60.0) -> bool:
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
