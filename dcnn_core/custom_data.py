@@ -50,7 +50,8 @@ class ImportOptions:
     max_members: int = 5000  # files (entries) in a zip, folder or upload
     max_total_uncompressed: int = 300 * MB  # bytes of all files together, after decompression
     max_ratio: int = 100  # uncompressed ÷ compressed, per large member and for the whole zip
-    max_megapixels: int = 40  # per image, before resizing
+    max_megapixels: float = 16  # per decoded image, before resizing (a single prediction allows more)
+    max_total_megapixels: float = 1000  # all decoded images of one import together: caps the decoding time
     memory_budget_bytes: int = field(default_factory=_budget_default)  # the resulting uint8 arrays (DCNN_CUSTOM_DATA_BUDGET_MB)
 
     @property
@@ -68,6 +69,8 @@ class ImportOptions:
             raise ValueError("The test fraction must be from 0.05 to 0.5.")
         if self.min_images_per_class < 2:
             raise ValueError("Each class needs at least 2 images: one to train on and one to test with.")
+        if self.max_megapixels <= 0 or self.max_total_megapixels <= 0:
+            raise ValueError("The pixel limits must be above zero.")
         if self.memory_budget_bytes < self.bytes_per_image:
             raise ValueError("The memory budget is smaller than one image.")
 
@@ -315,7 +318,8 @@ def _build(
     capacity = _capacity(len(class_names), options)
     over_budget = sum(len(files) for files in groups.values()) > capacity
     queues = [deque(_order(groups[class_name], over_budget, options.seed)) for class_name in class_names]
-    pixels, labels = _decode_round_robin(queues, capacity, options, skipped)
+    decoder = _Decoder(options, origin.where)
+    pixels, labels = _decode_round_robin(queues, capacity, decoder, skipped)
     left_out = {class_name: len(queue) for class_name, queue in zip(class_names, queues, strict=True) if queue}
     counts = {class_name: int(np.sum(labels == label)) for label, class_name in enumerate(class_names)}
     _check_enough(counts, options, skipped)
@@ -360,47 +364,66 @@ def _order(sources: list[_Source], shuffle: bool, seed: int) -> list[_Source]:
 
 
 def _decode_round_robin(
-    queues: list[deque[_Source]], capacity: int, options: ImportOptions, skipped: list[tuple[str, str]]
+    queues: list[deque[_Source]], capacity: int, decoder: _Decoder, skipped: list[tuple[str, str]]
 ) -> tuple[np.ndarray, np.ndarray]:
     """One usable image per class in turn until the budget is full: classes stay as even as they can."""
+    options = decoder.options
     limit = min(capacity, sum(len(queue) for queue in queues))
     pixels = np.empty((limit, options.image_size, options.image_size, options.channels), np.uint8)
     labels = np.empty(limit, np.int64)
-    seen: dict[str, str] = {}  # sha-256 of a file's bytes → the first file with them
     count = 0
     while count < limit and any(queues):
         for label, queue in enumerate(queues):
-            image = _next_usable(queue, options, seen, skipped) if count < limit else None
+            image = _next_usable(queue, decoder, skipped) if count < limit else None
             if image is not None:
                 pixels[count], labels[count] = image, label
                 count += 1
     return pixels[:count], labels[:count]
 
 
-def _next_usable(queue: deque[_Source], options: ImportOptions, seen: dict[str, str], skipped: list[tuple[str, str]]):
+def _next_usable(queue: deque[_Source], decoder: _Decoder, skipped: list[tuple[str, str]]):
     while queue:
         source = queue.popleft()
         try:
-            return _load(source, options, seen)
+            return decoder.load(source)
         except _Skip as reason:
             skipped.append((source.label, str(reason)))
     return None
 
 
-def _load(source: _Source, options: ImportOptions, seen: dict[str, str]) -> np.ndarray:
-    data = source.read()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest in seen:
-        raise _Skip(f"duplicate of {seen[digest]}")
-    try:
-        image = images.open_image(data, source.label, options.max_megapixels)
-    except images.ImageRejected as error:
-        raise _Skip(error.reason) from error
-    width, height = image.size
-    if min(width, height) < MIN_SIDE:
-        raise _Skip(f"too small ({width}×{height})")
-    seen[digest] = source.label
-    return images.model_pixels(image, (options.image_size, options.image_size, options.channels))
+class _Decoder:
+    """Decodes one import's images: duplicates skipped, every decoded pixel counted against the import's budget."""
+
+    def __init__(self, options: ImportOptions, where: str):
+        self.options, self.where = options, where
+        self.seen: dict[str, str] = {}  # sha-256 of a file's bytes → the first file with them
+        self.pixels_left = options.max_total_megapixels * 1_000_000
+
+    def load(self, source: _Source) -> np.ndarray:
+        options = self.options
+        data = source.read()
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in self.seen:
+            raise _Skip(f"duplicate of {self.seen[digest]}")
+        try:
+            image = images.open_image(data, source.label, options.max_megapixels, draft_side=options.image_size)
+        except images.ImageRejected as error:
+            raise _Skip(error.reason) from error
+        width, height = image.size
+        if min(width, height) < MIN_SIDE:
+            raise _Skip(f"too small ({width}×{height})")
+        self._count(width * height, source.label)
+        self.seen[digest] = source.label
+        return images.model_pixels(image, (options.image_size, options.image_size, options.channels))
+
+    def _count(self, pixels: int, label: str) -> None:
+        self.pixels_left -= pixels
+        if self.pixels_left < 0:
+            raise ImportRefused(
+                f"The images in {self.where} decode to more than {self.options.max_total_megapixels:,.0f} megapixels in all "
+                f"(reached at '{label}'), this server's limit for one import. Shrink the images (about 1,000 pixels "
+                "on the longest side is plenty) or import fewer."
+            )
 
 
 def _check_enough(counts: dict[str, int], options: ImportOptions, skipped: list[tuple[str, str]]) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dcnn_core import keras_check, safe_zip
 from dcnn_core.datasets import Dataset
 from dcnn_core.runtime import import_keras
 
@@ -28,6 +29,9 @@ MAX_IMPORT_BYTES = 50 * 1024 * 1024
 MAX_ZIP_MEMBERS = 64
 MAX_UNCOMPRESSED_BYTES = 4 * MAX_IMPORT_BYTES
 MAX_CONFIG_BYTES = 5 * 1024 * 1024
+MAX_ZIP_RATIO = 100  # uncompressed ÷ compressed: weights barely compress, so more is a zip bomb
+WEIGHTS_FILE = "model.weights.h5"
+MAX_IMPORT_PARAMETERS = 5_000_000  # a caller passes the server's own limit; None means no limit
 KERAS_TOLERANCE = 1e-5  # reloading the same weights must give the same numbers
 TFLITE_TOLERANCE = 1e-4  # TensorFlow Lite runs other kernels: float rounding differs slightly
 
@@ -171,28 +175,76 @@ def _modules(config) -> set[str]:
     return found
 
 
-def _check_archive(data: bytes, name: str) -> None:
-    """A .keras file is a zip holding config.json; refuse anything else before Keras reads it."""
+def _check_archive(data: bytes, name: str) -> tuple[dict, int]:
+    """A .keras file is a zip holding config.json; refuse anything else before Keras reads it.
+
+    Returns the parsed config.json and the size of the weights file. The zip gets the same checks as a
+    data-set zip (directory size, zip64 placeholders, paths, links, ratios) before any member is read.
+    """
     if not name.lower().endswith(".keras"):
         raise ImportRefused(f"'{name}' is not a .keras file. Only Keras 3 '.keras' model files can be imported.")
     if not zipfile.is_zipfile(io.BytesIO(data)):
         raise ImportRefused(f"'{name}' is not a .keras file (it is not a zip archive).")
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        members = archive.infolist()
-        if len(members) > MAX_ZIP_MEMBERS or sum(member.file_size for member in members) > MAX_UNCOMPRESSED_BYTES:
-            raise ImportRefused(f"'{name}' unpacks to too many files or too many bytes for a model of this app.")
-        names = {member.filename for member in members}
-        if "config.json" not in names:
-            raise ImportRefused(f"'{name}' is a zip but not a Keras model: it has no config.json.")
-        if archive.getinfo("config.json").file_size > MAX_CONFIG_BYTES:
-            raise ImportRefused(f"'{name}' has an unusually large config.json and was refused.")
-        try:
-            config = json.loads(archive.read("config.json"))
-        except (ValueError, UnicodeDecodeError) as error:
-            raise ImportRefused(f"'{name}' has a config.json that is not valid JSON.") from error
+    try:
+        safe_zip.check_directory_size(data, name, MAX_ZIP_MEMBERS)
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = safe_zip.check_zip(
+                archive, len(data), name, max_members=MAX_ZIP_MEMBERS, max_total_bytes=MAX_UNCOMPRESSED_BYTES, max_ratio=MAX_ZIP_RATIO
+            )
+            by_name = {member.filename: member for member in members}
+            if "config.json" not in by_name:
+                raise ImportRefused(f"'{name}' is a zip but not a Keras model: it has no config.json.")
+            text = safe_zip.read_member(archive, by_name["config.json"], MAX_CONFIG_BYTES)
+            weights = by_name.get(WEIGHTS_FILE)
+    except ImportRefused:
+        raise
+    except safe_zip.ZipRefused as error:
+        raise ImportRefused(str(error)) from error
+    except safe_zip.MemberUnreadable as error:
+        raise ImportRefused(f"'{name}' has a config.json that cannot be read: {error}.") from error
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as error:
+        raise ImportRefused(f"'{name}' is a damaged zip archive and could not be read.") from error
+    try:
+        config = json.loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        raise ImportRefused(f"'{name}' has a config.json that is not valid JSON.") from error
     outside = sorted(module for module in _modules(config) if module != "keras" and not module.startswith("keras."))
     if outside:
         raise ImportRefused(f"'{name}' refers to code outside Keras ({', '.join(outside[:3])}); only standard Keras layers are accepted.")
+    if weights is None:
+        raise ImportRefused(f"'{name}' is a zip but not a Keras model file: it has no {WEIGHTS_FILE}.")
+    return config, weights.file_size
+
+
+def _check_config(
+    config: dict, weights_bytes: int, name: str, input_shape: tuple[int, int, int], num_classes: int, max_parameters: int | None
+) -> None:
+    """Shapes and size from config.json alone, so nothing is allocated for a model that will be refused."""
+    try:
+        summary = keras_check.summarise(config)
+    except keras_check.ConfigRefused as error:
+        raise ImportRefused(f"'{name}' was refused: {error}.") from error
+    _check_input_shape(summary.input_shape, name, input_shape)
+    if summary.output_shape != (num_classes,):
+        raise ImportRefused(f"'{name}' outputs shape {summary.output_shape}, but the chosen data set has {num_classes} classes.")
+    if max_parameters is not None and summary.parameters > max_parameters:
+        raise ImportRefused(
+            f"'{name}' has {summary.parameters:,} parameters, above this server's limit of {max_parameters:,}. It was refused "
+            "before loading."
+        )
+    try:
+        keras_check.check_weights_size(summary, weights_bytes)
+    except keras_check.ConfigRefused as error:
+        raise ImportRefused(f"'{name}' was refused: {error}.") from error
+
+
+def _check_input_shape(shape: tuple[int, ...], name: str, input_shape: tuple[int, int, int]) -> None:
+    if tuple(shape) != tuple(input_shape):
+        height, width, channels = input_shape
+        raise ImportRefused(
+            f"'{name}' takes inputs of shape {tuple(shape)}, but the chosen data set's images are {height}×{width}×{channels}. "
+            "Choose the data set it was trained on (Data page)."
+        )
 
 
 def _load(data: bytes, name: str):
@@ -217,13 +269,7 @@ def _check_fits(model, name: str, input_shape: tuple[int, int, int], num_classes
     keras = import_keras()
     if not isinstance(model, keras.Model) or len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ImportRefused(f"'{name}' must be a Keras model with one image input and one output.")
-    shape = tuple(model.input_shape[1:])
-    if shape != tuple(input_shape):
-        height, width, channels = input_shape
-        raise ImportRefused(
-            f"'{name}' takes inputs of shape {shape}, but the chosen data set's images are {height}×{width}×{channels}. "
-            "Choose the data set it was trained on (Data page)."
-        )
+    _check_input_shape(tuple(model.input_shape[1:]), name, input_shape)
     if tuple(model.output_shape[1:]) != (num_classes,):
         raise ImportRefused(f"'{name}' outputs shape {tuple(model.output_shape[1:])}, but the chosen data set has {num_classes} classes.")
     if max_parameters is not None and model.count_params() > max_parameters:
@@ -239,7 +285,7 @@ def import_keras_model(
     input_shape: tuple[int, int, int],
     num_classes: int,
     max_bytes: int = MAX_IMPORT_BYTES,
-    max_parameters: int | None = None,
+    max_parameters: int | None = MAX_IMPORT_PARAMETERS,
 ):
     """Load an uploaded ``.keras`` model safely and check that it fits the data set.
 
@@ -254,7 +300,8 @@ def import_keras_model(
         raise ImportRefused(f"'{name}' is empty.")
     if len(data) > max_bytes:
         raise ImportRefused(f"'{name}' is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.")
-    _check_archive(data, name)
+    config, weights_bytes = _check_archive(data, name)
+    _check_config(config, weights_bytes, name, input_shape, num_classes, max_parameters)
     model = _load(data, name)
     _check_fits(model, name, input_shape, num_classes, max_parameters)
     return model

@@ -14,6 +14,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")  # never let Pillow guess among every format it knows
+INK_CONTRAST = 64  # grey levels: opaque parts closer than this to the background get the opposite background
 
 
 class ImageRejected(ValueError):
@@ -32,8 +33,14 @@ class PreparedImage:
     inverted: bool
 
 
-def open_image(data: bytes, name: str = "upload", max_megapixels: int = 40) -> Image.Image:
-    """Decode an uploaded file, refusing non-images, corrupt files and decompression bombs."""
+def open_image(data: bytes, name: str = "upload", max_megapixels: float = 40, draft_side: int | None = None) -> Image.Image:
+    """Decode an uploaded file, refusing non-images, corrupt files and decompression bombs.
+
+    Args:
+        max_megapixels: the most pixels the decoded image may have (checked from the header, before decoding).
+        draft_side: where given, a JPEG is decoded at 1/2, 1/4 or 1/8 scale while both sides stay at least
+            this long; the decoder then never builds the full-size picture.
+    """
     if len(data) == 0:
         raise ImageRejected(f"'{name}' is empty.", "empty file")
     if len(data) > MAX_UPLOAD_BYTES:
@@ -43,11 +50,13 @@ def open_image(data: bytes, name: str = "upload", max_megapixels: int = 40) -> I
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+            if draft_side and image.format == "JPEG":
+                image.draft(image.mode, (draft_side, draft_side))
             width, height = image.size
             if width * height > limit:
                 raise ImageRejected(
                     f"'{name}' is {width}×{height} pixels ({width * height / 1e6:.0f} megapixels); "
-                    f"the limit is {max_megapixels} megapixels.",
+                    f"the limit is {max_megapixels:g} megapixels.",
                     "too many pixels",
                 )
             image.load()
@@ -75,10 +84,44 @@ def fit_and_pad(image: Image.Image, width: int, height: int) -> Image.Image:
     return ImageOps.pad(fitted, (width, height), Image.Resampling.LANCZOS, color=fill)
 
 
-def model_pixels(image: Image.Image, input_shape: tuple[int, int, int]) -> np.ndarray:
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """16- and 32-bit grayscale (PNG's I;16, I) scaled to 0–255, not clipped at 255."""
+    if image.mode != "I" and not image.mode.startswith("I;16"):
+        return image  # Pillow already gives 16-bit colour PNGs as 8-bit RGB(A)
+    values = np.asarray(image).astype(np.float64)
+    return Image.fromarray(np.clip(np.rint(values * (255.0 / 65535.0)), 0, 255).astype(np.uint8), "L")
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+
+
+def to_rgb(image: Image.Image, light_on_dark: bool = False) -> Image.Image:
+    """Any decoded image as 8-bit RGB; transparent parts filled with the data set's background.
+
+    The background is dark for light-on-dark (MNIST-like) sets and white otherwise, unless the
+    opaque part is about that colour itself (black ink on a transparent canvas, for MNIST): then
+    the opposite colour, so the shape stays visible (inversion later turns it the data set's way).
+    """
+    image = _eight_bit(image)
+    if not _has_alpha(image):
+        return image.convert("RGB")
+    rgba = image.convert("RGBA")
+    pixels = np.asarray(rgba)
+    opaque = pixels[..., 3] > 127
+    background = 0 if light_on_dark else 255
+    if opaque.any():
+        ink = float(np.asarray(rgba.convert("L"))[opaque].mean())
+        if abs(ink - background) < INK_CONTRAST:
+            background = 255 - background
+    canvas = Image.new("RGBA", rgba.size, (background, background, background, 255))
+    return Image.alpha_composite(canvas, rgba).convert("RGB")
+
+
+def model_pixels(image: Image.Image, input_shape: tuple[int, int, int], light_on_dark: bool = False) -> np.ndarray:
     """An image as uint8 model input (H, W, C), by the same steps as ``prepare_image`` (without inversion)."""
     height, width, channels = input_shape
-    rgb = image.convert("RGB")
+    rgb = to_rgb(image, light_on_dark)
     work = rgb.convert("L") if channels == 1 else rgb
     return np.asarray(fit_and_pad(work, width, height), dtype=np.uint8).reshape(height, width, channels)
 
@@ -90,7 +133,7 @@ def _border_mean(gray: np.ndarray) -> float:
 def prepare_image(image: Image.Image, input_shape: tuple[int, int, int], light_on_dark: bool) -> PreparedImage:
     """Colour mode, square crop-pad, resize and (where the data set needs it) inversion."""
     height, width, channels = input_shape
-    rgb = image.convert("RGB")
+    rgb = to_rgb(image, light_on_dark)
     display = rgb.copy()
     display.thumbnail((512, 512))
     steps: list[tuple[str, np.ndarray]] = []

@@ -18,6 +18,8 @@ MB = 1024 * 1024
 RATIO_FLOOR_BYTES = 1 * MB  # smaller members may compress very well (a flat BMP) without being a bomb
 _END_RECORD = b"PK\x05\x06"
 _END_RECORD_SIZE = 22
+_ZIP64_LOCATOR, _ZIP64_LOCATOR_SIZE = b"PK\x06\x07", 20
+_ZIP64_RECORD, _ZIP64_RECORD_SIZE = b"PK\x06\x06", 56
 _DIRECTORY_ENTRY_BYTES = 512  # a generous size for one central-directory entry (46 bytes + name + extras)
 
 
@@ -33,16 +35,30 @@ def check_directory_size(data: bytes, name: str, max_members: int) -> None:
     """Refuse an oversized central directory before ``zipfile`` builds an object for every entry.
 
     A 50 MB archive of empty entries would otherwise become a million ZipInfo objects in memory.
+    The 0xFFFF / 0xFFFFFFFF placeholders are never skipped: where a zip64 record follows them,
+    its 64-bit counts are checked (``zipfile`` uses those); without one, ``zipfile`` takes the
+    placeholders at face value, and so does this check.
     """
     tail = data[-(_END_RECORD_SIZE + 0xFFFF) :]
     at = tail.rfind(_END_RECORD)
     if at < 0 or len(tail) - at < _END_RECORD_SIZE:
         return  # zipfile will say the archive is damaged
     entries, directory_bytes = struct.unpack_from("<HI", tail, at + 10)
-    if entries != 0xFFFF and entries > max_members:
+    if entries == 0xFFFF or directory_bytes == 0xFFFFFFFF:
+        entries, directory_bytes = _zip64_counts(tail, at, entries, directory_bytes)
+    if entries > max_members:
         raise ZipRefused(f"'{name}' holds {entries:,} files; the limit is {max_members:,}.")
-    if directory_bytes != 0xFFFFFFFF and directory_bytes > max_members * _DIRECTORY_ENTRY_BYTES:
+    if directory_bytes > max_members * _DIRECTORY_ENTRY_BYTES:
         raise ZipRefused(f"'{name}' lists more files than the limit of {max_members:,}.")
+
+
+def _zip64_counts(tail: bytes, end_at: int, entries: int, directory_bytes: int) -> tuple[int, int]:
+    """Entry count and directory size from the zip64 end record right before the locator, as ``zipfile`` reads them."""
+    locator_at, record_at = end_at - _ZIP64_LOCATOR_SIZE, end_at - _ZIP64_LOCATOR_SIZE - _ZIP64_RECORD_SIZE
+    if record_at < 0 or tail[locator_at : locator_at + 4] != _ZIP64_LOCATOR or tail[record_at : record_at + 4] != _ZIP64_RECORD:
+        return entries, directory_bytes  # no zip64 record: zipfile believes the placeholders, so they are checked as numbers
+    entries64, directory_bytes64 = struct.unpack_from("<QQ", tail, record_at + 32)
+    return entries64, directory_bytes64
 
 
 def check_zip(

@@ -60,7 +60,8 @@ def _options() -> tuple[custom_data.ImportOptions, str]:
         )
     options = custom_data.ImportOptions(
         image_size=int(size), grayscale=bool(grayscale), test_fraction=float(test_fraction), seed=int(seed),
-        max_megapixels=settings.max_upload_megapixels, memory_budget_bytes=settings.custom_data_budget_mb * custom_data.MB,
+        max_megapixels=min(settings.max_upload_megapixels, custom_data.ImportOptions.max_megapixels),
+        memory_budget_bytes=settings.custom_data_budget_mb * custom_data.MB,
     )  # fmt: skip
     return options, name.strip()
 
