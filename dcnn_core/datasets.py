@@ -66,6 +66,35 @@ class Dataset:
         }
 
 
+CUSTOM_KEY = "custom"  # a user's own images, named by ``options["name"]``; they live in the user's session (and saved runs)
+
+
+@dataclass(frozen=True)
+class DatasetChoice:
+    """Which data set: a ``REGISTRY`` key (or ``CUSTOM_KEY``) and its loader's options; the title once it is loaded."""
+
+    key: str = "shapes"
+    options: dict = field(default_factory=dict)
+    title: str = ""
+
+    @property
+    def is_custom(self) -> bool:
+        return self.key == CUSTOM_KEY
+
+    def titled(self, title: str) -> DatasetChoice:
+        return DatasetChoice(self.key, dict(self.options), title)
+
+    def to_dict(self) -> dict:
+        """As saved with a run or a leaderboard entry: ``{"key", "options", "title"}``."""
+        return {"key": self.key, "options": dict(self.options), **({"title": self.title} if self.title else {})}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DatasetChoice:
+        """From a saved reference (lenient: unknown fields are ignored; the loader checks the options)."""
+        options = data.get("options") or {}
+        return cls(str(data.get("key", "")), dict(options) if isinstance(options, dict) else {}, str(data.get("title", "") or ""))
+
+
 @dataclass(frozen=True)
 class DatasetOption:
     """One entry in the registry: what a user picks, and how it loads."""

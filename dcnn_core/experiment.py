@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dcnn_core import datasets, typed_dict
+from dcnn_core.datasets import DatasetChoice
 from dcnn_core.distribute import STRATEGIES
 from dcnn_core.spec import ModelSpec, parse_json
 from dcnn_core.training_config import TrainConfig
@@ -20,14 +21,6 @@ from dcnn_core.training_config import TrainConfig
 FORMAT = "dcnn-studio-experiment"
 VERSION = 1
 _SECTIONS = ("format", "version", "dataset", "spec", "config", "distribution")
-
-
-@dataclass
-class DatasetChoice:
-    """A data set of the registry (``dcnn_core.datasets.REGISTRY``) and its loader's options."""
-
-    key: str = "shapes"
-    options: dict = field(default_factory=dict)  # e.g. {"count_per_class": 600, "image_size": 28} for Shapes
 
 
 @dataclass
@@ -107,7 +100,7 @@ def _dataset_choice(data) -> DatasetChoice:
     if unknown:
         raise ValueError(f"dataset.{unknown[0]}: unknown field (a data set has key and options).")
     key, options = data.get("key"), data.get("options", {})
-    if key == "custom":
+    if key == datasets.CUSTOM_KEY:
         raise ValueError("dataset.key: your own uploaded images live only in the app; export an experiment on a registry data set.")
     if key not in datasets.REGISTRY:
         raise ValueError(f"dataset.key: unknown data set {key!r}; choose from {', '.join(datasets.REGISTRY)}.")
@@ -148,8 +141,9 @@ def _distribution(data) -> Distribution:
     return Distribution(strategy=strategy, mixed_precision=mixed)
 
 
-def create(spec: ModelSpec, dataset_choice: dict, config: TrainConfig, strategy: str = "auto", mixed_precision: bool = False) -> Experiment:
+def create(spec: ModelSpec, dataset_choice: DatasetChoice, config: TrainConfig, strategy: str = "auto",
+           mixed_precision: bool = False) -> Experiment:  # fmt: skip
     """An experiment from what the app's pages hold; checked like a file that is read."""
-    choice = DatasetChoice(dataset_choice.get("key", ""), dict(dataset_choice.get("options", {})))
+    choice = DatasetChoice(dataset_choice.key, dict(dataset_choice.options))  # the title is the app's, not the experiment's
     draft = Experiment(choice, spec, config, Distribution(strategy, mixed_precision))
     return Experiment.from_dict(draft.to_dict())

@@ -3,18 +3,19 @@
 import streamlit as st
 
 from dcnn_core import datasets
+from dcnn_core.datasets import CUSTOM_KEY, DatasetChoice
 from ui import custom_data_view, data_view, resources, state
 
 state.ensure_started_from_app()
 
 st.title("Data")
 
-choices = [*datasets.REGISTRY, resources.CUSTOM_KEY]
+choices = [*datasets.REGISTRY, CUSTOM_KEY]
 choice = state.dataset_choice()
 
 
 def _label(key: str) -> str:
-    if key == resources.CUSTOM_KEY:
+    if key == CUSTOM_KEY:
         return "Your images — a zip of class folders, uploads or the webcam"
     option = datasets.REGISTRY[key]
     return option.title + (" — downloads once" if option.needs_download else " — offline")
@@ -23,12 +24,12 @@ def _label(key: str) -> str:
 # After a failed download the selector must show the stand-in — unless the user has picked another set since.
 failed = st.session_state.pop("data_failed_choice", None)
 if st.session_state.get("data_dataset") not in choices or st.session_state.get("data_dataset") == failed:
-    st.session_state["data_dataset"] = choice["key"]
+    st.session_state["data_dataset"] = choice.key
 picked = st.selectbox("Data set", choices, format_func=_label, key="data_dataset")
 
-if picked == resources.CUSTOM_KEY:
+if picked == CUSTOM_KEY:
     custom_data_view.draw_custom_data_section()
-    if state.dataset_choice()["key"] == resources.CUSTOM_KEY:
+    if state.dataset_choice().is_custom:
         st.divider()
         data_view.explore(resources.current_dataset())
     else:
@@ -37,24 +38,28 @@ else:
     st.caption(datasets.REGISTRY[picked].description)
     options = {}
     if picked == "shapes":
+        now = {**state.FALLBACK_DATASET.options, **(choice.options if choice.key == "shapes" else {})}
+        most = max(2000, now["count_per_class"])  # the server's stand-in set may be larger than the slider's usual range
         with st.expander("Shapes options", expanded=False):
             left, middle, right = st.columns(3)
             options = {
-                "image_size": left.select_slider("Image size (pixels)", [16, 28, 32, 48, 64], value=28, key="data_shapes_size"),
-                "count_per_class": middle.slider("Images per class", 100, 2000, 600, step=100, key="data_shapes_count"),
-                "colour": right.toggle("Colour", value=False, key="data_shapes_colour"),
-                "seed": right.number_input("Seed", 0, 9999, 0, key="data_shapes_seed"),
+                "image_size": left.select_slider(
+                    "Image size (pixels)", [16, 28, 32, 48, 64], value=now["image_size"], key="data_shapes_size"
+                ),
+                "count_per_class": middle.slider("Images per class", 100, most, now["count_per_class"], step=100, key="data_shapes_count"),
+                "colour": right.toggle("Colour", value=now["colour"], key="data_shapes_colour"),
+                "seed": right.number_input("Seed", 0, 9999, now["seed"], key="data_shapes_seed"),
             }
-    new_choice = {"key": picked, "options": options}
-    if new_choice != choice:
-        st.session_state[state.DATASET_CHOICE] = new_choice
-        st.session_state[state.DATASET_NOTICE] = None
+    wanted = DatasetChoice(picked, options)
+    if (wanted.key, wanted.options) != (choice.key, choice.options):
+        state.use_dataset(wanted)
     with st.spinner("Loading images…"):
-        dataset = resources.current_dataset()
-    if state.dataset_choice()["key"] != picked:  # the download failed and Shapes stands in
+        resolved = resources.resolve_dataset(state.dataset_choice())
+    if resolved.notice:  # the download failed: Shapes stands in, and the selector shows it
+        state.use_dataset(resolved.choice, resolved.notice)
         st.session_state["data_failed_choice"] = picked
         st.rerun()
     notice = st.session_state[state.DATASET_NOTICE]
     if notice:
         st.warning(notice, icon=":material/wifi_off:")
-    data_view.explore(dataset)
+    data_view.explore(resolved.dataset)

@@ -188,7 +188,7 @@ def test_own_images_become_the_data_set_of_every_page(app):
     app.get("file_uploader")[0].set_value(("pets.zip", _shapes_zip(), "application/zip")).run()
     app.button(key="data_custom_import_zip").click().run()
     assert not app.exception
-    assert app.session_state["dataset_choice"] == {"key": "custom", "options": {"name": "pets"}}
+    assert app.session_state["dataset_choice"].to_dict() == {"key": "custom", "options": {"name": "pets"}}
     assert "Classes: 2: circle, square" in [t.value for t in app.text]
     _goto(app, "model")
     assert "Designing for **pets**: input 32 × 32 × 3, 2 classes" in " ".join(c.value for c in app.caption)

@@ -73,7 +73,7 @@ def test_a_good_zip_is_imported_chosen_and_reviewed_before_training(at):
     assert "Imported **shapes**: 36 images in 6 classes (30 to train, 6 to test)" in at.success[0].value
     dataset = at.session_state["custom_datasets"]["shapes"]
     assert dataset.input_shape == (32, 32, 3) and dataset.class_names == tuple(sorted(shapes.SHAPE_NAMES))
-    assert at.session_state["dataset_choice"] == {"key": "custom", "options": {"name": "shapes"}}
+    assert at.session_state["dataset_choice"].to_dict() == {"key": "custom", "options": {"name": "shapes"}}
     counts, grid = _figures(at)
     assert counts["data"][0]["y"] == [6] * 6
     assert sum(trace["type"] == "image" for trace in grid["data"]) == 12

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from dcnn_core import datasets, distribute, experiment, runs, spec, train, training
+from dcnn_core.datasets import DatasetChoice
 from dcnn_core.evaluation import predict_probabilities
 from dcnn_core.training_config import TrainConfig
 
@@ -23,7 +24,7 @@ TINY_SHAPES = {"count_per_class": 10, "image_size": 16, "seed": 1}
 
 def _experiment(**config) -> experiment.Experiment:
     settings = {"epochs": 1, "batch_size": 16, "seed": 5, **config}
-    return experiment.create(spec.preset("Simple CNN"), {"key": "shapes", "options": dict(TINY_SHAPES)}, TrainConfig(**settings))
+    return experiment.create(spec.preset("Simple CNN"), DatasetChoice("shapes", dict(TINY_SHAPES)), TrainConfig(**settings))
 
 
 def _write(path: Path, data: dict) -> Path:
@@ -118,7 +119,7 @@ def test_experiments_round_trip_and_keep_the_seed():
     assert again == original and again.config.seed == 42
     assert json.loads(original.to_json())["distribution"] == {"strategy": "auto", "mixed_precision": False}
     with pytest.raises(ValueError, match=r"^dataset.key: your own uploaded images"):
-        experiment.create(spec.preset("Simple CNN"), {"key": "custom", "options": {"name": "cats"}}, TrainConfig())
+        experiment.create(spec.preset("Simple CNN"), DatasetChoice("custom", {"name": "cats"}), TrainConfig())
     data = original.to_dict()
     data["config"]["early_stopping"], data["config"]["validation_split"] = True, 0.0
     with pytest.raises(ValueError, match=r"^config.early_stopping: .*validation split above 0"):

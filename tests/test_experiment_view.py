@@ -16,13 +16,14 @@ def _export_page():
     import streamlit as st
 
     from dcnn_core import spec
+    from dcnn_core.datasets import DatasetChoice
     from dcnn_core.training_config import TrainConfig
     from ui import experiment_view, state
 
     st.session_state[state.OWNER] = "0123456789abcdef0123456789abcdef"
-    choice = {"key": "shapes", "options": {"count_per_class": 10, "image_size": 16}}
+    choice = DatasetChoice("shapes", {"count_per_class": 10, "image_size": 16})
     experiment_view.draw_experiment_io(spec.preset("Simple CNN"), choice, TrainConfig(epochs=2, seed=9))
-    experiment_view.draw_experiment_io(spec.preset("Simple CNN"), {"key": "custom", "options": {"name": "cats"}}, TrainConfig())
+    experiment_view.draw_experiment_io(spec.preset("Simple CNN"), DatasetChoice("custom", {"name": "cats"}), TrainConfig())
 
 
 def test_the_export_offers_the_file_and_the_command():
@@ -38,9 +39,10 @@ def test_the_export_offers_the_file_and_the_command():
 
 def test_the_exported_json_reads_back():
     from dcnn_core import experiment, spec
+    from dcnn_core.datasets import DatasetChoice
     from dcnn_core.training_config import TrainConfig
 
-    exported = experiment.create(spec.preset("Simple CNN"), {"key": "shapes", "options": {}}, TrainConfig(seed=9))
+    exported = experiment.create(spec.preset("Simple CNN"), DatasetChoice("shapes", {}), TrainConfig(seed=9))
     data = json.loads(exported.to_json())
     assert data["format"] == "dcnn-studio-experiment" and data["config"]["seed"] == 9
     assert experiment.Experiment.from_dict(data) == exported

@@ -264,7 +264,7 @@ def test_another_attendee_loads_a_published_design_into_the_model_and_train_page
     _goto(at, "train")
     assert at.slider(key="train_epochs").value == 7
     assert at.select_slider(key="train_batch_size").value == 64
-    assert at.session_state["dataset_choice"] == TINY_SHAPES  # the data set the entry was trained on
+    assert at.session_state["dataset_choice"].to_dict() == TINY_SHAPES  # the data set the entry was trained on
 
 
 def test_room_page_is_absent_without_the_instructor_key(room):

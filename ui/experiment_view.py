@@ -8,13 +8,14 @@ import sys
 import streamlit as st
 
 from dcnn_core import experiment
+from dcnn_core.datasets import DatasetChoice
 from ui import state
 
 EXPERIMENT_FILE = "experiment.json"
 _CLI_OWNER = re.compile(r"^[0-9a-f]{32}$")  # what ``python -m dcnn_core.train --owner`` accepts
 
 
-def draw_experiment_io(spec, dataset_choice: dict, config) -> None:
+def draw_experiment_io(spec, dataset_choice: DatasetChoice, config) -> None:
     """A download button for the experiment JSON, and the one-line command that trains it headless."""
     try:
         exported = experiment.create(spec, dataset_choice, config)

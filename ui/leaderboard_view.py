@@ -8,6 +8,7 @@ from dataclasses import replace
 import streamlit as st
 
 from dcnn_core import datasets, leaderboard, plan, runs
+from dcnn_core.datasets import DatasetChoice
 from dcnn_core.leaderboard import Entry, Leaderboard
 from dcnn_core.training import TrainingJob
 from dcnn_core.training_config import TrainConfig
@@ -60,7 +61,7 @@ def _publishable(job: TrainingJob) -> str | None:
 def _parameters(job: TrainingJob) -> int | None:
     """The design's parameter count on the data it was trained on (None if that data cannot be loaded now)."""
     try:
-        dataset = resources.load_dataset({"key": job.dataset_ref["key"], "options": job.dataset_ref.get("options", {})})
+        dataset = resources.load_dataset(DatasetChoice.from_dict(job.dataset_ref))
     except Exception:  # e.g. a download that fails now: publish without the count
         return None
     analysis = plan.analyse(job.spec, dataset.input_shape, dataset.num_classes)
@@ -144,8 +145,7 @@ def load_entry(entry_id: int) -> None:
     st.session_state[state.TRAIN_CONFIG] = _fit_train_page(entry.config)
     loaded = f"Loaded **{plain(entry.design_name)}** by {plain(entry.display_name)} and its training settings"
     if entry.dataset_ref["key"] in datasets.REGISTRY:
-        st.session_state[state.DATASET_CHOICE] = dict(entry.dataset_ref)
-        st.session_state[state.DATASET_NOTICE] = None
+        state.use_dataset(DatasetChoice.from_dict(entry.dataset_ref))
         loaded += f", on {plain(entry.dataset_title)}"
     st.session_state[MESSAGE] = ("success", loaded + ". Change it on the Model page, then train it on the Train page.")
 

@@ -44,7 +44,7 @@ def keras_code(spec: model_spec.ModelSpec, dataset: Dataset, analysis: plan.Anal
     if not analysis.ok:
         st.info("Fix the design first; the code is generated for designs that can train.")
         return
-    source_key = state.dataset_choice()["key"]
+    source_key = state.dataset_choice().key
     script = codegen.generate_script(spec, dataset.input_shape, dataset.num_classes, source_key, state.train_config())
     st.caption(
         "A standalone script: the same layers and the Train page's whole experiment — optimizer, schedule, early stopping, "

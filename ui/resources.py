@@ -7,6 +7,7 @@ import json
 import os
 import threading
 import time
+from dataclasses import dataclass
 
 import streamlit as st
 
@@ -19,7 +20,6 @@ from ui import state
 RETRY_FAILED_DOWNLOAD_S = 120
 ROOM_WINDOW_S = 600  # people seen in the last ten minutes make a room
 MAX_LIVE_FIGURES = 200
-CUSTOM_KEY = "custom"  # DATASET_CHOICE key for a user's own images: {"key": "custom", "options": {"name": ...}}
 
 
 @st.cache_resource
@@ -108,7 +108,7 @@ def _dataset_for(record: runs.RunRecord) -> datasets.Dataset | None:
         except Exception:  # damaged or too large: the run comes back as a summary
             return None
     try:
-        return load_dataset({"key": reference["key"], "options": reference.get("options", {})})
+        return load_dataset(datasets.DatasetChoice.from_dict(reference))
     except Exception:  # unavailable offline, or options this version no longer takes
         return None
 
@@ -124,39 +124,56 @@ def _failed_loads() -> dict:
     return {"lock": threading.Lock(), "failures": {}}
 
 
-def load_dataset(choice: dict) -> datasets.Dataset:
+def load_dataset(choice: datasets.DatasetChoice) -> datasets.Dataset:
     """The chosen data set, shared read-only by every session; raises DatasetUnavailable."""
-    options_json = json.dumps(choice.get("options", {}), sort_keys=True)
+    options_json = json.dumps(choice.options, sort_keys=True)
     memo = _failed_loads()
-    cache_key = (choice["key"], options_json)
+    cache_key = (choice.key, options_json)
     with memo["lock"]:
         failure = memo["failures"].get(cache_key)
     if failure and time.time() - failure[0] < RETRY_FAILED_DOWNLOAD_S:
         raise datasets.DatasetUnavailable(failure[1])
     try:
-        return _load_dataset(choice["key"], options_json)
+        return _load_dataset(choice.key, options_json)
     except datasets.DatasetUnavailable as error:
         with memo["lock"]:
             memo["failures"][cache_key] = (time.time(), str(error))
         raise
 
 
-def current_dataset() -> datasets.Dataset:
-    """The session's data set; if it cannot be fetched, switch to Shapes and leave a notice."""
-    choice = state.dataset_choice()
-    if choice["key"] == CUSTOM_KEY:
-        custom = st.session_state[state.CUSTOM_DATASETS].get(choice["options"].get("name"))
+@dataclass(frozen=True)
+class Resolved:
+    """What a data-set lookup found: the set, the choice it answers (titled), and a notice when it stands in for another."""
+
+    dataset: datasets.Dataset
+    choice: datasets.DatasetChoice
+    notice: str | None = None
+
+
+def resolve_dataset(choice: datasets.DatasetChoice) -> Resolved:
+    """Look ``choice`` up: the user's own images in this session, else the shared loaded set; Shapes stands in when it cannot be had."""
+    if choice.is_custom:
+        custom = st.session_state[state.CUSTOM_DATASETS].get(choice.options.get("name"))
         if custom is not None:
-            return custom
-        st.session_state[state.DATASET_NOTICE] = "Your image set is no longer here (removed). Showing Shapes for now."
-        st.session_state[state.DATASET_CHOICE] = dict(state.FALLBACK_DATASET)
-        return load_dataset(state.FALLBACK_DATASET)
-    try:
-        return load_dataset(choice)
-    except datasets.DatasetUnavailable as error:
-        st.session_state[state.DATASET_NOTICE] = f"{error} Showing Shapes for now."
-        st.session_state[state.DATASET_CHOICE] = dict(state.FALLBACK_DATASET)
-        return load_dataset(state.FALLBACK_DATASET)
+            return Resolved(custom, choice.titled(custom.title))
+        notice = "Your image set is no longer here (removed). Showing Shapes for now."
+    else:
+        try:
+            dataset = load_dataset(choice)
+            return Resolved(dataset, choice.titled(dataset.title))
+        except datasets.DatasetUnavailable as error:
+            notice = f"{error} Showing Shapes for now."
+    fallback = state.fallback_dataset()
+    dataset = load_dataset(fallback)
+    return Resolved(dataset, fallback.titled(dataset.title), notice)
+
+
+def current_dataset() -> datasets.Dataset:
+    """The session's data set. When it cannot be had, the page switches the session to the stand-in, with the notice."""
+    resolved = resolve_dataset(state.dataset_choice())
+    if resolved.notice:
+        state.use_dataset(resolved.choice, resolved.notice)
+    return resolved.dataset
 
 
 def session_jobs() -> list[TrainingJob]:
@@ -217,7 +234,7 @@ def start_job(spec, dataset: datasets.Dataset, config) -> TrainingJob:
     limits, epochs, _line = run_limits(config)
     if epochs != config.epochs:
         config = dataclasses.replace(config, epochs=epochs)
-    run = RunDescription(spec, config, {**state.dataset_choice(), "title": dataset.title}, owner=st.session_state[state.OWNER],
+    run = RunDescription(spec, config, state.dataset_choice().titled(dataset.title).to_dict(), owner=st.session_state[state.OWNER],
                          max_parameters=settings().max_parameters, limits=limits)  # fmt: skip
     job = TrainingJob(run, dataset)
     job.on_end = run_store().save
@@ -265,8 +282,8 @@ def live_refresh_s() -> float:
     return 1.0 if active <= 4 else 2.0 if active <= 15 else 3.0
 
 
-def dataset_title(choice: dict) -> str:
-    if choice["key"] == CUSTOM_KEY:
-        return f"Your images: {choice['options'].get('name', '')}"
-    option = datasets.REGISTRY.get(choice["key"])
-    return option.title if option else choice["key"]
+def dataset_title(choice: datasets.DatasetChoice) -> str:
+    if choice.is_custom:
+        return f"Your images: {choice.options.get('name', '')}"
+    option = datasets.REGISTRY.get(choice.key)
+    return option.title if option else choice.key

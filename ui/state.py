@@ -9,6 +9,7 @@ import streamlit as st
 
 from dcnn_core import runs
 from dcnn_core import spec as model_spec
+from dcnn_core.datasets import DatasetChoice
 from dcnn_core.training import TrainConfig
 
 OWNER = "owner_id"  # a random id per browser session: whose jobs are whose
@@ -21,8 +22,8 @@ SELECTED_JOB = "selected_job"  # the job the Train and Predict pages show
 EVALUATIONS = "evaluations"  # job id → Evaluation on the test split
 CUSTOM_DATASETS = "custom_datasets"  # name → Dataset built from this user's own images
 
-DEFAULT_DATASET = {"key": "fashion_mnist", "options": {}}
-FALLBACK_DATASET = {"key": "shapes", "options": {"count_per_class": 600, "image_size": 28, "colour": False, "seed": 0}}
+DEFAULT_DATASET = DatasetChoice("fashion_mnist", {})
+FALLBACK_DATASET = DatasetChoice("shapes", {"count_per_class": 600, "image_size": 28, "colour": False, "seed": 0})
 
 
 OWNER_PARAM, RUN_PARAM = "user", "run"  # URL query parameters that bring a reload back to its runs
@@ -50,7 +51,7 @@ def init_state() -> None:
     """Create every key this app uses, once per session, and keep the owner token in the URL."""
     defaults = {
         OWNER: _owner_from_url,
-        DATASET_CHOICE: lambda: dict(DEFAULT_DATASET),
+        DATASET_CHOICE: lambda: DEFAULT_DATASET,
         DATASET_NOTICE: lambda: None,
         MODEL_SPEC: lambda: model_spec.preset("Simple CNN"),
         TRAIN_CONFIG: TrainConfig,
@@ -79,8 +80,26 @@ def select_job(job_id: str | None) -> None:
         st.query_params.pop(RUN_PARAM, None)
 
 
-def dataset_choice() -> dict:
-    return st.session_state[DATASET_CHOICE]
+def dataset_choice() -> DatasetChoice:
+    """The data set this session works on (a plain dict put there by a test or an old session is read as one)."""
+    choice = st.session_state[DATASET_CHOICE]
+    if isinstance(choice, dict):
+        choice = st.session_state[DATASET_CHOICE] = DatasetChoice.from_dict(choice)
+    return choice
+
+
+def use_dataset(choice: DatasetChoice, notice: str | None = None) -> None:
+    """Make ``choice`` the session's data set; ``notice`` says why when it stands in for another."""
+    st.session_state[DATASET_CHOICE] = DatasetChoice(choice.key, dict(choice.options))
+    st.session_state[DATASET_NOTICE] = notice
+
+
+def fallback_dataset() -> DatasetChoice:
+    """The offline stand-in: Shapes, as many per class as the server's ``DCNN_STANDIN_IMAGES_PER_CLASS`` says."""
+    from ui import resources
+
+    per_class = resources.settings().standin_images_per_class
+    return DatasetChoice("shapes", {**FALLBACK_DATASET.options, "count_per_class": per_class})
 
 
 def model_spec_state() -> model_spec.ModelSpec:

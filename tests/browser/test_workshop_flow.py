@@ -39,7 +39,8 @@ QUIET_JS = """(quietMs) => {
     return !!app && app.getAttribute("data-test-script-state") === "notRunning"
         && performance.now() - (window.__scriptStateChangedAt || 0) >= quietMs;
 }"""
-PAGES = [("Home", "DCNN Studio"), ("Data", "Data"), ("Model", "Model"), ("Train", "Train"), ("Predict", "Predict"), ("Leaderboard", "Leaderboard")]
+PAGES = [("Home", "DCNN Studio"), ("Data", "Data"), ("Model", "Model"), ("Train", "Train"), ("Predict", "Predict"),
+         ("Leaderboard", "Leaderboard")]  # fmt: skip
 PHOTO = Path(sklearn.datasets.__file__).parent / "images" / "china.jpg"
 SLOW_MS = 90_000  # first TensorFlow import, first epoch, first evaluation: slow on a 2-core machine
 
@@ -49,7 +50,8 @@ PLOT_TRACES_JS = """(selector) => {
     const current = plots.filter((plot) => !plot.closest('[data-stale="true"]'));
     const plot = (current.length ? current : plots).at(-1);
     if (!plot || !plot.data) return null;
-    return plot.data.map((trace) => ({
+    // _fullData holds the decoded arrays: numpy arrays arrive packed ({dtype, bdata}) in plot.data
+    return (plot._fullData || plot.data).map((trace) => ({
         type: trace.type || "scatter",
         x: trace.x ? Array.from(trace.x) : [],
         y: trace.y ? Array.from(trace.y) : [],

@@ -1,0 +1,87 @@
+"""What the Predict page shows of a trained model, computed once per model version and shared.
+
+A *trained model* is anything with a model and the data it was trained on: a training run that has
+ended, or a ``.keras`` model a user imported (``TrainedModel``). Its analysis — the test-set
+evaluation, projections of learned features, verified exports — is slow to compute, so it is kept,
+keyed by (run id, version): a run continued for more epochs has a new version, and every tab then
+computes fresh results instead of showing the old ones.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from dcnn_core import evaluation
+from dcnn_core.datasets import Dataset
+
+
+class TrainedModel(Protocol):
+    """A model ready to predict, with the data set it was trained on."""
+
+    job_id: str
+    model: Any
+    dataset: Dataset
+
+    @property
+    def version(self) -> int: ...
+
+
+def version_of(run: TrainedModel) -> int:
+    return int(getattr(run, "version", 0))
+
+
+class RunAnalysis:
+    """Results for one version of one trained model; each computed at most once, on first request."""
+
+    def __init__(self, run: TrainedModel):
+        self.run = run
+        self.version = version_of(run)
+        self._lock = threading.Lock()
+        self._results: dict[str, Any] = {}
+
+    def get(self, name: str, compute: Callable[[], Any]) -> Any:
+        """The result called ``name``, computed by ``compute()`` the first time it is asked for."""
+        with self._lock:
+            if name not in self._results:
+                self._results[name] = compute()
+            return self._results[name]
+
+    def has(self, name: str) -> bool:
+        with self._lock:
+            return name in self._results
+
+    def evaluation(self) -> evaluation.Evaluation:
+        """Accuracy, loss, confusion matrix and per-class report on the test split."""
+        data = self.run.dataset
+        return self.get("evaluation", lambda: evaluation.evaluate(self.run.model, data.x_test, data.y_test, data.class_names))
+
+
+class Analyses:
+    """The analyses of the process, at most ``capacity`` of them (least recently used go first)."""
+
+    def __init__(self, capacity: int = 64):
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._by_key: OrderedDict[tuple[str, int], RunAnalysis] = OrderedDict()
+
+    def of(self, run: TrainedModel) -> RunAnalysis:
+        """The analysis of ``run`` as it is now (a new one once it has been trained further)."""
+        key = (run.job_id, version_of(run))
+        with self._lock:
+            analysis = self._by_key.get(key)
+            if analysis is None or analysis.run is not run:
+                for stale in [k for k in self._by_key if k[0] == run.job_id]:
+                    del self._by_key[stale]
+                analysis = self._by_key[key] = RunAnalysis(run)
+            self._by_key.move_to_end(key)
+            while len(self._by_key) > self.capacity:
+                self._by_key.popitem(last=False)
+            return analysis
+
+    def forget(self, job_id: str) -> None:
+        with self._lock:
+            for key in [k for k in self._by_key if k[0] == job_id]:
+                del self._by_key[key]
