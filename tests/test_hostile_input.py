@@ -377,3 +377,33 @@ def test_plain_shows_markdown_and_html_literally():
 def test_plain_text_escapes_what_plotly_reads_as_markup():
     assert plain_text(HOSTILE) == "**bold** &lt;b&gt;x&lt;/b&gt; [link](javascript:alert(1))"
     assert plain_text("cats & dogs") == "cats &amp; dogs"
+
+
+# --- a hostile run name on the Train page ---------------------------------------------------------------
+
+
+def test_a_hostile_run_name_is_shown_literally_in_the_legend_and_the_toast(tiny_shapes):
+    from streamlit.testing.v1 import AppTest
+
+    from dcnn_core import training
+    from ui import resources
+
+    owner = "0badc0de0badc0de0badc0de0badc0de"
+    design = spec.ModelSpec.from_dict({**spec.preset("Article baseline").to_dict(), "name": HOSTILE})
+    job = training.TrainingJob(design, tiny_shapes, training.TrainConfig(epochs=1, seed=1), owner=owner)
+    resources.job_registry().submit(job)
+    assert job.wait(120) and job.status == training.FINISHED, job.snapshot().message
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=90)
+    at.session_state["owner_id"] = owner
+    at.session_state["dataset_choice"] = {"key": "shapes", "options": {"count_per_class": 30, "image_size": 16, "seed": 1}}
+    at.run()
+    at.switch_page("pages/train.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.proto.id.endswith("train_compare_accuracy")]
+    assert charts and charts[0]["data"][0]["name"] == f"1 · {plain_text(HOSTILE)} · {tiny_shapes.title}"
+    at.button(key="train_delete_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    toasts = [t.value for t in at.toast]
+    assert toasts and all("<strong>bold" not in MarkdownIt("commonmark").render(t) and "<a " not in MarkdownIt().render(t) for t in toasts)
+    assert any(HOSTILE.replace("<", "&lt;").replace(">", "&gt;") in MarkdownIt("commonmark").render(t) for t in toasts)

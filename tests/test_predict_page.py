@@ -160,7 +160,8 @@ def test_importing_a_keras_model_adds_a_run_and_a_misfit_is_refused(page_job, ti
     at = _open_predict({"key": "digits", "options": {}})  # 8×8 images: the 16×16 model does not fit
     _uploader(at, "predict_import").set_value(("shapes.keras", data, "application/octet-stream")).run()
     _ok(at)
-    assert any("takes inputs of shape (16, 16, 1)" in e.value and "8×8×1" in e.value for e in at.error)
+    shown = [e.value.replace("\\", "") for e in at.error]  # as the user reads it: Markdown escapes removed
+    assert any("takes inputs of shape (16, 16, 1)" in text and "8×8×1" in text for text in shown)
 
     at = _open_predict()
     _uploader(at, "predict_import").set_value(("shapes.keras", data, "application/octet-stream")).run()
@@ -185,3 +186,69 @@ def test_a_dense_only_run_falls_back_to_saliency(tiny_shapes):
     assert any("no convolution layers" in i.value for i in at.info)
     assert "Saliency for" in _chart(at, "predict_explain_overlay")["layout"]["annotations"][1]["text"]
     assert len(_chart(at, "predict_pca")["data"]) == 6
+
+
+HOSTILE = "**bold** <b>x</b> [link](javascript:alert(1))"
+
+
+def _rendered(markdown: str) -> str:
+    """What a Markdown element shows, as HTML (CommonMark, as Streamlit's renderer reads it)."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark").render(markdown)
+
+
+def _shows_literally(markdown: str, text: str) -> bool:
+    html = _rendered(markdown)
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return escaped in html and "<strong>bold" not in html and "<b>" not in html and "<a " not in html
+
+
+def test_hostile_file_names_are_shown_as_typed(page_job, tiny_shapes):
+    data = export.export_keras(page_job.model, tiny_shapes.x_test[:4])
+    at = _open_predict({"key": "digits", "options": {}})
+    _uploader(at, "predict_import").set_value((f"{HOSTILE}.keras", data, "application/octet-stream")).run()
+    _ok(at)
+    assert any(_shows_literally(e.value, f"'{HOSTILE}.keras' takes inputs") for e in at.error)
+
+    at = _open_predict()
+    _uploader(at, "predict_import").set_value((f"{HOSTILE}.keras", data, "application/octet-stream")).run()
+    at.run()
+    _ok(at)
+    assert any(_shows_literally(s.value, f"'{HOSTILE}.keras' is imported") for s in at.success)
+    _uploader(at, "predict_upload").set_value((f"{HOSTILE}.png", b"just some text", "image/png")).run()
+    _ok(at)
+    assert any(_shows_literally(e.value, f"'{HOSTILE}.png' is not an image") for e in at.error)
+
+
+def _predicted(model, image: np.ndarray) -> int:
+    return int(np.argmax(np.asarray(model(image[None].astype(np.float32), training=False))[0]))
+
+
+def test_the_explained_class_names_the_current_prediction_without_widget_warnings(predict_page, page_job, tiny_shapes, monkeypatch):
+    from streamlit.elements.lib import policies
+
+    warnings: list[str] = []
+    monkeypatch.setattr(policies, "_shown_default_value_warning", False)
+    monkeypatch.setattr(policies._LOGGER, "warning", lambda message, *args, **kwargs: warnings.append(message % args))
+    names = tiny_shapes.class_names
+    predictions = [_predicted(page_job.model, image) for image in tiny_shapes.x_test]
+    label = lambda index: f"the predicted class ({names[predictions[index]]})"
+    picker = predict_page.selectbox(key="predict_explain_class")
+    assert picker.options[0] == label(0)  # test image #0 is the only image so far
+    photo = np.zeros((64, 48), np.uint8)
+    photo[16:48, 12:36] = 255
+    _uploader(predict_page, "predict_upload").set_value(("square.png", _png(photo), "image/png")).run()  # a second image
+    assert predict_page.selectbox(key="predict_inside_source").value == "Your upload: square.png"
+    shown = predict_page.selectbox(key="predict_explain_class").options[0]
+    second = next(i for i in range(len(predictions)) if label(i) not in (shown, label(0)))
+    predict_page.number_input(key="predict_test_index").set_value(second).run()
+    _ok(predict_page)
+    picker = predict_page.selectbox(key="predict_explain_class")
+    assert predict_page.selectbox(key="predict_inside_source").value == f"Test image #{second}"  # "Look inside" follows the newest
+    assert picker.options[0] == label(second) and picker.format_func(picker.value) == label(second)
+    # the browser keeps the text it was first given unless the value is sent again with the new text
+    assert picker.proto.set_value and picker.proto.raw_value == label(second)
+    predict_page.run()  # a rerun with nothing changed sends nothing
+    assert not predict_page.selectbox(key="predict_explain_class").proto.set_value
+    assert not [w for w in warnings if "predict_inside_source" in w or "predict_explain_class" in w], warnings

@@ -12,6 +12,8 @@ from ui.predict_view import Run
 from ui.text import plain
 
 PREDICTED = -1  # the class picker's "whatever the model predicts"
+INSIDE_SOURCE = "predict_inside_source"  # widget: the image "Look inside" explains
+EXPLAIN_CLASS = "predict_explain_class"  # widget: the class whose evidence is shown
 EXPORT_SAMPLES = 16  # test images each export must reproduce
 
 
@@ -27,7 +29,7 @@ def draw_look_inside(run: Run, sources: dict[str, np.ndarray]) -> None:
     model, names = run.model, run.dataset.class_names
     captions = list(sources)
     _follow_new_image(captions)
-    source = st.selectbox("Image to look at", captions, index=len(captions) - 1, key="predict_inside_source")
+    source = st.selectbox("Image to look at", captions, key=INSIDE_SOURCE)  # its value is always set by _follow_new_image
     image = sources[source]
     predicted = int(np.argmax(np.asarray(model(image[None].astype(np.float32), training=False))[0]))
     has_conv = bool(explain.conv_layers(model))
@@ -36,7 +38,8 @@ def draw_look_inside(run: Run, sources: dict[str, np.ndarray]) -> None:
     method = a.radio("Method", methods, horizontal=True, key="predict_explain_method")
     choices = [PREDICTED, *range(len(names))]
     label = lambda c: f"the predicted class ({names[predicted]})" if c == PREDICTED else names[c]
-    picked = b.selectbox("Explain the evidence for", choices, format_func=label, key="predict_explain_class")
+    _show_current_prediction(label(PREDICTED))
+    picked = b.selectbox("Explain the evidence for", choices, format_func=label, key=EXPLAIN_CLASS)
     class_index = predicted if picked == PREDICTED else int(picked)
     explainer = explain.grad_cam if method == "Grad-CAM" else explain.saliency
     heatmap = explainer(model, image, class_index)
@@ -54,13 +57,28 @@ def draw_look_inside(run: Run, sources: dict[str, np.ndarray]) -> None:
 
 
 def _follow_new_image(captions: list[str]) -> None:
-    """Point "Image to look at" at an image that was just uploaded, photographed, drawn or picked."""
+    """Point "Image to look at" at an image that was just uploaded, photographed, drawn or picked.
+
+    The widget gets its value only from here (no ``index``), so Streamlit never sees both a default and a set value.
+    """
     seen = st.session_state[predict_view.SEEN_SOURCES]
     new = [caption for caption in captions if caption not in seen]
-    current = st.session_state.get("predict_inside_source")
-    if (new and seen) or (current is not None and current not in captions):
-        st.session_state["predict_inside_source"] = new[-1] if new else captions[-1]
+    if new and seen:
+        st.session_state[INSIDE_SOURCE] = new[-1]
+    elif st.session_state.get(INSIDE_SOURCE) not in captions:
+        st.session_state[INSIDE_SOURCE] = captions[-1]
     st.session_state[predict_view.SEEN_SOURCES] = captions
+
+
+def _show_current_prediction(predicted_label: str) -> None:
+    """Keep "the predicted class (…)" naming this image's prediction.
+
+    The option's text changes with the image while its value does not; the browser keeps showing the
+    text it was given first unless the value is set again, which sends it the new text.
+    """
+    if st.session_state.get(EXPLAIN_CLASS, PREDICTED) == PREDICTED and st.session_state[predict_view.EXPLAINED_LABEL] != predicted_label:
+        st.session_state[EXPLAIN_CLASS] = PREDICTED
+    st.session_state[predict_view.EXPLAINED_LABEL] = predicted_label
 
 
 def _draw_feature_maps(model, image: np.ndarray) -> None:
@@ -182,7 +200,7 @@ def draw_import() -> None:
         return
     imported = st.session_state[predict_view.IMPORTED_RUNS]
     if any(run.file_id == upload.file_id for run in imported.values()):
-        st.success(f"'{upload.name}' is imported: pick it under **Trained run** above.", icon=":material/check:")
+        st.success(f"'{plain(upload.name)}' is imported: pick it under **Trained run** above.", icon=":material/check:")
         return
     settings = resources.settings()
     try:
@@ -191,7 +209,7 @@ def draw_import() -> None:
                 upload.getvalue(), upload.name, dataset.input_shape, dataset.num_classes, max_parameters=settings.max_parameters
             )
     except export.ImportRefused as error:
-        st.error(str(error), icon=":material/block:")
+        st.error(plain(str(error)), icon=":material/block:")
         return
     run = export.imported_run(model, upload.name, dataset, file_id=upload.file_id)
     imported[run.job_id] = run

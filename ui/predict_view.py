@@ -17,6 +17,7 @@ PREDICT_CACHE = "predict_cache"  # run id → {"version": …, "PCA": …, "kera
 IMPORTED_RUNS = "predict_imported"  # run id → ImportedRun: .keras models this session imported
 PENDING_RUN = "predict_pending_run"  # a run id to select on the next run (set after an import)
 SEEN_SOURCES = "predict_seen_sources"  # captions of the images "Look inside" offered last time
+EXPLAINED_LABEL = "predict_explained_label"  # the "predicted class (…)" text the class picker showed last time
 GALLERY_SIZE = 12
 
 Run = TrainingJob | ImportedRun
@@ -28,6 +29,7 @@ def init_predict_state() -> None:
     st.session_state.setdefault(IMPORTED_RUNS, {})
     st.session_state.setdefault(PENDING_RUN, None)
     st.session_state.setdefault(SEEN_SOURCES, [])
+    st.session_state.setdefault(EXPLAINED_LABEL, None)
 
 
 def usable_jobs() -> list[TrainingJob]:
@@ -118,7 +120,7 @@ def predict_upload(run: Run, data: bytes, name: str, key: str) -> images.Prepare
         image = images.open_image(data, name, resources.settings().max_upload_megapixels)
         prepared = images.prepare_image(image, run.dataset.input_shape, run.dataset.light_on_dark)
     except images.ImageRejected as error:
-        st.error(str(error), icon=":material/block:")
+        st.error(plain(str(error)), icon=":material/block:")
         return None
     show_prediction(run, prepared, key)
     return prepared

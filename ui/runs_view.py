@@ -10,7 +10,7 @@ from dcnn_core import plots, runs
 from dcnn_core.training import ACTIVE_STATES, TrainingJob
 from ui import resources, state
 from ui.frame import format_seconds
-from ui.text import plain
+from ui.text import plain, plain_text
 
 
 def run_label(job: TrainingJob, number: int) -> str:
@@ -55,12 +55,12 @@ def draw_runs(jobs: list[TrainingJob]) -> None:
     job = resources.job_registry().get(chosen)
     if delete.button("Delete this run", key="train_delete_run", icon=":material/delete:", disabled=job is None or not job.ended):
         if job is not None and resources.delete_run(job):
-            st.toast(f"Deleted run '{labels[chosen]}'.")
+            st.toast(f"Deleted run '{plain(labels[chosen])}'.")
             st.rerun()
     trained = [job.job_id for job in jobs if job.snapshot().epoch > 0]
     compare = st.multiselect("Compare runs", trained, default=trained[-2:], format_func=labels.get, key="train_compare",
                              help="Runs with at least one finished epoch.")  # fmt: skip
-    histories = {labels[job.job_id]: job.snapshot().history for job in jobs if job.job_id in compare}
+    histories = {plain_text(labels[job.job_id]): job.snapshot().history for job in jobs if job.job_id in compare}
     if histories:
         left, right = st.columns(2)
         left.markdown("Validation accuracy")
