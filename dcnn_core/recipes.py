@@ -1,0 +1,128 @@
+"""Training recipes: how each preset is meant to be trained, and the nearest design that fits a set.
+
+A preset is half a lesson: the same network trained with the wrong settings teaches the wrong thing
+(LeNet-5 under Adam at 1e-3 for 10 epochs looks worse than a dense net on Shapes). Each preset in
+``dcnn_core.spec.PRESETS`` carries a ``Recipe``: a ``TrainConfig`` measured on this project's offline
+sets (see BENCHMARKS.md §6, ``python bench/accuracy_table.py --recipes``) and one line on why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from dcnn_core import plan
+from dcnn_core.spec import ModelSpec
+from dcnn_core.training_config import Augmentation, TrainConfig
+
+EDITED_SUFFIX = " (edited)"  # what the Model page appends to a preset's name once a slider moves
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The training settings a preset was designed with, and why."""
+
+    preset: str  # a key of dcnn_core.spec.PRESETS
+    config: TrainConfig
+    why: str  # one line a learner can read next to the button
+
+
+RECIPES: dict[str, Recipe] = {
+    recipe.preset: recipe
+    for recipe in (
+        Recipe(
+            "Article baseline",
+            TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=32, epochs=10),
+            "The article's own settings (Adam 1e-3, batch 32, 10 epochs): the reference every other design is measured against.",
+        ),
+        Recipe(
+            "LeNet-5",
+            TrainConfig(optimizer="sgd", learning_rate=3e-2, batch_size=32, epochs=20, schedule="cosine"),
+            "LeCun trained it with plain gradient descent: tanh units learn slowly at Adam's 1e-3, "
+            "so SGD with momentum at a high rate that decays (cosine) for 20 epochs.",
+        ),
+        Recipe(
+            "Simple CNN",
+            TrainConfig(
+                optimizer="adam", learning_rate=1e-3, batch_size=64, epochs=15, schedule="cosine", augmentation=Augmentation(shift=0.1)
+            ),  # fmt: skip
+            "Adam with a cosine decay to settle at the end, and small shifts so it cannot memorise where things sit.",
+        ),
+        Recipe(
+            "VGG-style mini",
+            TrainConfig(
+                optimizer="adam", learning_rate=1e-3, batch_size=64, epochs=15, schedule="cosine", augmentation=Augmentation(shift=0.1)
+            ),  # fmt: skip
+            "Batch norm lets a deeper stack train fast; shifts and a cosine decay turn its extra capacity into accuracy, not memory.",
+        ),
+        Recipe(
+            "ResNet-style mini",
+            TrainConfig(
+                optimizer="adam", learning_rate=3e-3, batch_size=64, epochs=15, schedule="cosine", augmentation=Augmentation(shift=0.1)
+            ),  # fmt: skip
+            "Skip connections and batch norm tolerate a higher rate (3e-3); cosine decay and shifts finish the job.",
+        ),
+        Recipe(
+            "MobileNet-style mini",
+            TrainConfig(
+                optimizer="adam", learning_rate=3e-3, batch_size=64, epochs=15, schedule="cosine", augmentation=Augmentation(shift=0.1)
+            ),  # fmt: skip
+            "Few parameters learn slowly: a higher rate (3e-3) with batch norm, decayed by cosine, with shifts.",
+        ),
+    )
+}
+
+
+def base_preset(spec_name: str) -> str:
+    """The preset a design started from ('LeNet-5 (edited)' → 'LeNet-5'), or the name itself."""
+    return spec_name.removesuffix(EDITED_SUFFIX)
+
+
+def recipe_for(preset_name: str) -> Recipe:
+    """The recipe of a preset (an edited preset gets its base preset's recipe)."""
+    name = base_preset(preset_name)
+    if name not in RECIPES:
+        raise ValueError(f"No recipe for {preset_name!r}: recipes exist for the presets {', '.join(RECIPES)}.")
+    return RECIPES[name]
+
+
+def has_recipe(spec_name: str) -> bool:
+    return base_preset(spec_name) in RECIPES
+
+
+def _fits(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int) -> bool:
+    return plan.analyse(spec, input_shape, num_classes).ok
+
+
+def nearest_fitting(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int) -> ModelSpec | None:
+    """The smallest change to ``spec`` that fits ``input_shape``, or None when it already fits or nothing does.
+
+    Tried in order: 'same' padding everywhere (keeps every layer), then pooling dropped from the last
+    blocks, then the last blocks removed.
+    """
+    if _fits(spec, input_shape, num_classes):
+        return None
+    candidate = replace(spec, blocks=[replace(block, padding="same") for block in spec.blocks])
+    for unpooled in range(len(candidate.blocks) + 1):
+        blocks = list(candidate.blocks)
+        for index in range(len(blocks) - unpooled, len(blocks)):
+            blocks[index] = replace(blocks[index], pooling="none")
+        if _fits(replace(candidate, blocks=blocks), input_shape, num_classes):
+            return replace(candidate, blocks=blocks)
+    for kept in range(len(candidate.blocks) - 1, 0, -1):
+        shorter = replace(candidate, blocks=candidate.blocks[:kept])
+        if _fits(shorter, input_shape, num_classes):
+            return shorter
+    return None
+
+
+def describe_change(original: ModelSpec, fitted: ModelSpec) -> str:
+    """One sentence naming what ``nearest_fitting`` changed."""
+    changes = []
+    if any(block.padding != "same" for block in original.blocks):
+        changes.append("'same' padding in every block")
+    unpooled = [str(i + 1) for i, (a, b) in enumerate(zip(original.blocks, fitted.blocks, strict=False)) if a.pooling != b.pooling]
+    if unpooled:
+        changes.append(f"no pooling in block(s) {', '.join(unpooled)}")
+    if len(fitted.blocks) < len(original.blocks):
+        changes.append(f"only the first {len(fitted.blocks)} block(s)")
+    return "; ".join(changes) or "no change"
