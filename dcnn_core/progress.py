@@ -147,6 +147,17 @@ class ProgressLog:
             return None
         return self._computing_s / done * (total - self.steps_done) / max(share, 1e-3)
 
+    def progress(self, job_id: str, status: Status, message: str, details: str, elapsed_s: float, eta_s: float | None,
+                 queue_position: int | None, test: tuple[float, float] | None) -> Progress:  # fmt: skip
+        """A copy of everything, for the UI thread."""
+        return Progress(
+            job_id=job_id, status=status, message=message, details=details, epoch=self.epoch, epochs=self.target_epochs,
+            batch=self.batch, batches_per_epoch=self.batches_per_epoch, elapsed_s=elapsed_s, eta_s=eta_s, queue_position=queue_position,
+            history={key: list(values) for key, values in self.history.items()}, batch_steps=list(self.batch_steps),
+            batch_loss=list(self.batch_loss), batch_accuracy=list(self.batch_accuracy), test_accuracy=test[0] if test else None,
+            test_loss=test[1] if test else None, best_epoch=self.best_epoch, version=self.version,
+        )  # fmt: skip
+
     @classmethod
     def restored(cls, history: dict[str, list[float]], best_epoch: int | None) -> ProgressLog:
         """The log of a run read back from disk."""

@@ -224,15 +224,8 @@ class TrainingJob:
                 eta = wait
             elif self._status == RUNNING:
                 eta = log.eta_s(self._share())
-            return Progress(
-                job_id=self.job_id, status=self._status, message=self._message, details=self._details,
-                epoch=log.epoch, epochs=log.target_epochs, batch=log.batch, batches_per_epoch=log.batches_per_epoch,
-                elapsed_s=elapsed, eta_s=eta, queue_position=place if self._status == QUEUED else None,
-                history={key: list(values) for key, values in log.history.items()},
-                batch_steps=list(log.batch_steps), batch_loss=list(log.batch_loss), batch_accuracy=list(log.batch_accuracy),
-                test_accuracy=self._test[0] if self._test else None, test_loss=self._test[1] if self._test else None,
-                best_epoch=log.best_epoch, version=log.version,
-            )  # fmt: skip
+            return log.progress(self.job_id, self._status, self._message, self._details, elapsed, eta,
+                                place if self._status == QUEUED else None, self._test)  # fmt: skip
 
     def _share(self) -> float:
         scheduler = self.scheduler
@@ -251,31 +244,13 @@ class TrainingJob:
             self._log.version += 1
 
 
-class _Lifecycle:
-    """What a job's worker thread does: take turns, build, fit, evaluate, save, publish the outcome."""
+class _Turns:
+    """A job's turns at the processor: wait for one, hand it on when it is over, count the time computed."""
 
     def __init__(self, job: TrainingJob):
         self.job = job
         self.scheduler = job.scheduler or FairScheduler(slots=1, slice_s=math.inf)  # alone: one endless turn
         self.turn_began: float | None = None
-
-    def run(self) -> None:
-        job = self.job
-        try:
-            if not self.take_turn(first=not job._had_turn):
-                self.finish(STOPPED, "Cancelled before it started." if job.model is None else self.stopped_message())
-                return
-            self.train()
-        except _StopRequested:
-            self.finish(STOPPED, self.stopped_message())
-        except _Diverged as error:
-            self.finish(DIVERGED, str(error))
-        except Exception as error:  # any failure ends this job only; the server keeps serving
-            self.finish(FAILED, _one_line(error), traceback.format_exc())
-        finally:
-            self.end_turn()
-
-    # --- turns at the processor ---------------------------------------------------------------
 
     def take_turn(self, first: bool = False) -> bool:
         job = self.job
@@ -313,6 +288,30 @@ class _Lifecycle:
             self.end_turn()
             if not self.take_turn():
                 raise _StopRequested()
+
+
+class _Lifecycle:
+    """What a job's worker thread does: take turns, build, fit, evaluate, save, publish the outcome."""
+
+    def __init__(self, job: TrainingJob):
+        self.job = job
+        self.turns = _Turns(job)
+
+    def run(self) -> None:
+        job = self.job
+        try:
+            if not self.turns.take_turn(first=not job._had_turn):
+                self.finish(STOPPED, "Cancelled before it started." if job.model is None else self.stopped_message())
+                return
+            self.train()
+        except _StopRequested:
+            self.finish(STOPPED, self.stopped_message())
+        except _Diverged as error:
+            self.finish(DIVERGED, str(error))
+        except Exception as error:  # any failure ends this job only; the server keeps serving
+            self.finish(FAILED, _one_line(error), traceback.format_exc())
+        finally:
+            self.turns.end_turn()
 
     # --- the work -----------------------------------------------------------------------------
 
@@ -380,7 +379,7 @@ class _Lifecycle:
     def finish(self, status: Status, message: str, details: str = "") -> None:
         """Save (``on_end``), then publish the outcome: nobody sees 'finished' before the run is saved."""
         job = self.job
-        self.end_turn()
+        self.turns.end_turn()
         with job._lock:
             job._ended_at = time.time()
             if job._status == RUNNING:
@@ -408,15 +407,15 @@ class _Lifecycle:
                 f"Training stopped at epoch {epoch + 1}, batch {batch + 1}: the loss {what}. "
                 "The learning rate is probably too high — lower it (e.g. ÷10) and train again."
             )
-        self.between_batches()
+        self.turns.between_batches()
 
     def on_epoch_begin(self) -> None:
-        self.epoch_compute = self.compute_s()
+        self.epoch_compute = self.turns.compute_s()
 
     def on_epoch(self, epoch: int, logs: dict, learning_rate: float) -> bool:
         """Record an epoch; True when early stopping says to stop."""
         job = self.job
-        seconds = self.compute_s() - self.epoch_compute
+        seconds = self.turns.compute_s() - self.epoch_compute
         with job._lock:
             images = job._log.batches_per_epoch * job.config.batch_size
             improved = job._log.record_epoch(epoch, dict(logs, learning_rate=learning_rate, images_per_s=images / max(seconds, 1e-9)))
@@ -452,7 +451,7 @@ def _callback_class():
             self.lifecycle.on_batch(batch, logs or {})
 
         def on_test_batch_end(self, batch, logs=None):
-            self.lifecycle.between_batches()
+            self.lifecycle.turns.between_batches()
 
         def on_epoch_end(self, epoch, logs=None):
             rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
