@@ -89,8 +89,8 @@ def trainings_worker(epochs: int, images: int, jobs_count: int = JOBS) -> None:
 
     from dcnn_core import datasets
     from dcnn_core import spec as model_spec
-    from dcnn_core.runtime import import_keras
     from dcnn_core.jobs import JobRegistry
+    from dcnn_core.runtime import import_keras
     from dcnn_core.training import FINISHED, TrainConfig, TrainingJob
 
     pid = os.getpid()
@@ -184,13 +184,16 @@ def main() -> None:
     print(f"| Trainings process before the jobs | {training['before_jobs'] / MIB:.0f} MiB | TensorFlow, plotly, dcnn_core, "
           f"the {args.images:,} + {args.images // 6:,} uint8 images ({data_mib:.0f} MiB) |")  # fmt: skip
     print(f"| Trainings process, peak with 4 jobs | {training['peak'] / MIB:.0f} MiB | + 4 models, optimizer state, "
-          f"4 tf.data pipelines over one shared copy of the images; sampled {training['samples']} times over {training['seconds']:.0f} s |")  # fmt: skip
+          f"4 tf.data pipelines over one shared copy of the images; sampled {training['samples']} times "
+          f"over {training['seconds']:.0f} s |")  # fmt: skip
     growth = training["peak"] - training["before_jobs"]
     extra = (training["peak"] - alone["peak"]) / (JOBS - 1)
     print()
     print(f"Growth from {JOBS} trainings taking turns: {growth / MIB:.0f} MiB; one training alone peaks at {alone['peak'] / MIB:.0f} MiB")
-    print(f"Each extra training: {extra / MIB:.0f} MiB (peak with {JOBS} − peak with 1, over {JOBS - 1}) — "
-          f"target ≤ 50 MiB: {'met' if extra <= 50 * MIB else 'NOT met'}")
+    print(
+        f"Each extra training: {extra / MIB:.0f} MiB (peak with {JOBS} − peak with 1, over {JOBS - 1}) — "
+        f"target ≤ 50 MiB: {'met' if extra <= 50 * MIB else 'NOT met'}"
+    )
     if app:
         worst = app["data"] + growth
         print(f"Estimate for one server with {args.sessions} sessions on Data and 4 trainings running: "

@@ -7,8 +7,9 @@ and waits until the script state is ``notRunning`` and the new page's title head
 Every app switch is paired with a switch in the minimal app, in rotating order; the figure per
 page is the median of the per-pair ratios, next to the median time in milliseconds and the server
 process's CPU time per switch (psutil; steadier than wall time on a loaded machine).
-``--compare-before`` adds a third server: a copy of the working tree whose app.py lacks the two
-performance lines (``resources.keep_keras_session()``, ``resources.freeze_imported_objects()``),
+``--compare-before`` adds a third server: a copy of the working tree without the two performance
+settings — app.py's ``streamlit_private.keep_keras_session()`` line, and ``runner.postScriptGC = false``
+in .streamlit/config.toml (Streamlit's default, a full garbage collection after every run, comes back) —
 measured in the same rotation.
 
     python bench/page_switch.py [--repeats 7] [--compare-before]
@@ -54,7 +55,7 @@ def switch(page, link: str, title: str) -> float:
     return elapsed
 
 
-BEFORE_CALLS = ("resources.freeze_imported_objects()", "resources.keep_keras_session()")  # app.py's performance lines
+BEFORE_CALLS = ("streamlit_private.keep_keras_session()",)  # app.py's performance line
 
 
 def before_copy(folder: Path) -> Path:
@@ -64,6 +65,8 @@ def before_copy(folder: Path) -> Path:
     app = folder / "app.py"
     lines = [line for line in app.read_text().splitlines(keepends=True) if not line.startswith(BEFORE_CALLS)]
     app.write_text("".join(lines))
+    config = folder / ".streamlit" / "config.toml"
+    config.write_text(config.read_text().replace("postScriptGC = false", "postScriptGC = true"))
     return app
 
 
@@ -76,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7, help="switches to each page (default 7)")
     parser.add_argument("--compare-before", action="store_true",
-                        help="also run a copy of the app without app.py's gc.freeze()/Keras-session lines, side by side")  # fmt: skip
+                        help="also run a copy of the app with Streamlit's defaults (full GC after every run, Keras cleared)")  # fmt: skip
     args = parser.parse_args()
     print_header("Page switch: DCNN Studio pages vs a minimal two-page Streamlit app")
     scratch = temporary_folder("bench-page-switch-")

@@ -5,9 +5,9 @@ callback and tf.data pipeline), while a reader thread does what an open Train pa
 every second (``--page``): ``snapshot`` (default) reads ``job.snapshot()``, the job machinery's part;
 ``draw`` also builds both live Plotly figures and serialises them to JSON; ``server`` then also does
 what Streamlit does after every (fragment) run once Keras is imported: ``keras.backend.clear_session()``
-(which calls ``gc.collect()``) and ``gc.collect(2)``; ``server-no-clear`` does the same without
-``clear_session`` (what the server would do if Streamlit's clean-up skipped Keras). ``--freeze`` calls
-``gc.freeze()`` after the imports, as app.py now does (``ui.resources.freeze_imported_objects``).
+(which calls ``gc.collect()``) and ``gc.collect(2)`` — Streamlit's defaults; ``server-no-clear`` does the
+same without ``clear_session`` (Keras's session kept, as app.py does); ``draw`` alone is the server as
+configured now (``runner.postScriptGC = false``: no collection after a run).
 B: ``dcnn_core.build.build_model`` + the same compile, then ``model.fit(x, y, batch_size, shuffle=True)``
 on the same uint8 arrays — in the same process (same TensorFlow thread settings), same seed.
 
@@ -19,7 +19,7 @@ job's own epoch hooks, B by a callback), in wall-clock seconds and in CPU second
 per-pair ratios; the CPU-time ratio is the steadier one on a loaded machine, since it does not count
 time spent waiting for a core.
 
-    python bench/training_overhead.py [--repeats 10] [--images 6000] [--page snapshot|draw|server|server-no-clear|none] [--freeze]
+    python bench/training_overhead.py [--repeats 10] [--images 6000] [--page snapshot|draw|server|server-no-clear|none]
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ def parse_args() -> argparse.Namespace:
         help="what the simulated open Train page does each second while A trains: nothing, job.snapshot() "
         "(default), + both live figures built and serialised, + Streamlit's post-run clean-up",
     )
-    parser.add_argument("--freeze", action="store_true", help="gc.freeze() after the imports, as app.py does")  # fmt: skip
     return parser.parse_args()
 
 
@@ -97,25 +96,26 @@ class JobRunner:
     """A: one TrainingJob, trained once untimed, then continued one epoch at a time."""
 
     def __init__(self, spec, dataset, config, page: str):
-        from dcnn_core.training import JobRegistry, TrainingJob
+        from dcnn_core import training
+        from dcnn_core.jobs import JobRegistry
 
         self.registry = JobRegistry(max_concurrent=1)
         self.page = page
         self.images = len(dataset.x_train)
-        self.job = TrainingJob(spec, dataset, config)
+        self.job = training.TrainingJob(spec, dataset, config)
         self.clock = EpochClock()
-        begin, end = self.job._on_epoch_begin, self.job._on_epoch
+        begin, end = training._Lifecycle.on_epoch_begin, training._Lifecycle.on_epoch
 
-        def timed_begin():
+        def timed_begin(lifecycle):
             self.clock.begin()
-            begin()
+            begin(lifecycle)
 
-        def timed_end(*args):
-            stop = end(*args)  # the job's own bookkeeping counts as its cost
+        def timed_end(lifecycle, *args):
+            stop = end(lifecycle, *args)  # the job's own bookkeeping counts as its cost
             self.clock.end()
             return stop
 
-        self.job._on_epoch_begin, self.job._on_epoch = timed_begin, timed_end  # instance attributes: the callback calls these
+        training._Lifecycle.on_epoch_begin, training._Lifecycle.on_epoch = timed_begin, timed_end  # the only job of this process
         self._train()  # the untimed first epoch
 
     def _train(self) -> None:
@@ -187,17 +187,12 @@ def main() -> None:
     import tensorflow as tf
 
     dataset = load_data(args.images)
-    if args.freeze:
-        import gc
-
-        gc.freeze()
     spec = model_spec.preset(args.model)
     config = TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=args.batch_size, epochs=1, validation_split=0.0)
     print(f"Data: {dataset.title}, {len(dataset.x_train)} training images {dataset.input_shape} uint8; model: {spec.name}; "
           f"batch {args.batch_size}; 1 untimed + {args.repeats} timed epochs each; adam 1e-3; seed {config.seed}; "
           f"TF intra/inter-op threads {tf.config.threading.get_intra_op_parallelism_threads()}/"
-          f"{tf.config.threading.get_inter_op_parallelism_threads()}; page simulation: {args.page}; "
-          f"gc.freeze: {args.freeze}", flush=True)  # fmt: skip
+          f"{tf.config.threading.get_inter_op_parallelism_threads()}; page simulation: {args.page}", flush=True)  # fmt: skip
     job_runner, plain_runner = JobRunner(spec, dataset, config, args.page), PlainRunner(spec, dataset, config)
     pairs = []
     for repeat in range(args.repeats):
