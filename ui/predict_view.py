@@ -19,6 +19,7 @@ PENDING_RUN = "predict_pending_run"  # a run id to select on the next run (set a
 SEEN_SOURCES = "predict_seen_sources"  # captions of the images "Look inside" offered last time
 EXPLAINED_LABEL = "predict_explained_label"  # the "predicted class (…)" text the class picker showed last time
 GALLERY_SIZE = 12
+DRAFT_SIDE = 512  # a big JPEG is decoded at 1/2–1/8 scale, never below this (the page shows it at 512 px)
 
 Run = TrainingJob | ImportedRun
 
@@ -117,7 +118,7 @@ def display_pixels(pixels: np.ndarray) -> np.ndarray:
 def predict_upload(run: Run, data: bytes, name: str, key: str) -> images.PreparedImage | None:
     """Check, prepare and predict an uploaded photo; returns the model's input, or None if refused."""
     try:
-        image = images.open_image(data, name, resources.settings().max_upload_megapixels)
+        image = images.open_image(data, name, resources.settings().max_upload_megapixels, draft_side=DRAFT_SIDE)
         prepared = images.prepare_image(image, run.dataset.input_shape, run.dataset.light_on_dark)
     except images.ImageRejected as error:
         st.error(plain(str(error)), icon=":material/block:")
