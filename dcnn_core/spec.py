@@ -91,15 +91,6 @@ class ModelSpec:
         return cls.from_dict(data)
 
 
-def _backbone_from(data) -> Backbone | None:
-    if data is None:
-        return None
-    if not isinstance(data, dict):
-        raise ValueError("'backbone' must be a JSON object or null.")
-    _check_keys(data, Backbone, "backbone")
-    return Backbone(**data)
-
-
 def parse_json(text: str | bytes):
     """JSON from a user's file; anything unreadable is a ValueError a user can act on."""
     try:

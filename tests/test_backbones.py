@@ -13,6 +13,7 @@ import pytest
 
 from dcnn_core import backbones, experiment, plan
 from dcnn_core.build import build_model
+from dcnn_core.datasets import DatasetChoice
 from dcnn_core.runtime import import_keras
 from dcnn_core.spec import Backbone, ModelSpec
 from dcnn_core.training_config import TrainConfig
@@ -158,7 +159,7 @@ def test_the_spec_carries_the_backbone_and_old_files_still_load():
         ModelSpec.from_dict({**spec.to_dict(), "backbone": {"name": "resnet50"}})
     with pytest.raises(ValueError, match="no conv blocks"):
         ModelSpec.from_dict({**spec.to_dict(), "blocks": [{}]})
-    run = experiment.create(spec, {"key": "shapes", "options": {}}, TrainConfig())
+    run = experiment.create(spec, DatasetChoice("shapes", {}), TrainConfig())
     assert experiment.Experiment.from_dict(json.loads(run.to_json())).spec.backbone == Backbone(
         "efficientnet_b0", SIZE, "imagenet", 4, 5, 0.1
     )
