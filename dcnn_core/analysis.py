@@ -24,9 +24,17 @@ class TrainedModel(Protocol):
     job_id: str
     model: Any
     dataset: Dataset
+    status: str
+    ended: bool
 
     @property
     def version(self) -> int: ...
+
+    @property
+    def display_name(self) -> str: ...
+
+    def training_history(self) -> dict[str, list[float]] | None:
+        """Per-epoch metrics; None for a model that was not trained here (imported)."""
 
 
 def version_of(run: TrainedModel) -> int:

@@ -55,6 +55,14 @@ class ImportedRun:
     status: str = "imported"
     ended: bool = True
     file_id: str = ""  # the upload it came from, so one upload is imported once
+    version: int = 0  # it never trains: one version
+
+    @property
+    def display_name(self) -> str:
+        return self.name.rsplit(".", 1)[0]
+
+    def training_history(self) -> dict[str, list[float]] | None:
+        return None  # imported: no training history
 
 
 _import_ids = itertools.count(1)

@@ -212,6 +212,14 @@ class TrainingJob:
         with self._lock:
             return self._log.version
 
+    @property
+    def display_name(self) -> str:
+        return self.spec.name
+
+    def training_history(self) -> dict[str, list[float]] | None:
+        with self._lock:
+            return {key: list(values) for key, values in self._log.history.items()}
+
     def snapshot(self) -> Progress:
         scheduler = self.scheduler
         place = scheduler.place(self.job_id) if scheduler is not None else None

@@ -6,7 +6,6 @@ import numpy as np
 import streamlit as st
 
 from dcnn_core import explain, export, naming, plots, projection
-from dcnn_core.training import TrainingJob
 from ui import predict_view, resources
 from ui.predict_view import Run
 from ui.text import plain
@@ -50,10 +49,8 @@ def draw_look_inside(run: Run, sources: dict[str, np.ndarray]) -> None:
         return
     _draw_feature_maps(model, image)
     st.markdown("**First-layer filters** — the patterns the first convolution looks for")
-    cache = predict_view.run_cache(run)
-    if "filters" not in cache:  # the weights do not change between reruns: build the 32-tile figure once
-        cache["filters"] = plots.filters_grid(explain.first_layer_filters(model))
-    st.plotly_chart(cache["filters"], key="predict_filters")
+    filters = predict_view.analysis(run).get("filters", lambda: plots.filters_grid(explain.first_layer_filters(model)))
+    st.plotly_chart(filters, key="predict_filters")  # the weights do not change between reruns: the 32-tile figure is built once
 
 
 def _follow_new_image(captions: list[str]) -> None:
@@ -100,15 +97,14 @@ def draw_learned_features(run: Run) -> None:
     except ValueError as error:
         st.info(str(error), icon=":material/info:")
         return
-    cache, data = predict_view.run_cache(run), run.dataset
-    if projection.PCA not in cache:
-        with st.spinner("Projecting the test images…"):
-            cache[projection.PCA] = projection.project(run.model, data.x_test, projection.PCA)
+    results, data = predict_view.analysis(run), run.dataset
+    with st.spinner("Projecting the test images…"):
+        pca = results.get(projection.PCA, lambda: projection.project(run.model, data.x_test, projection.PCA))
     left, right = st.columns(2)
-    _draw_projection(left, cache[projection.PCA], run, "predict_pca")
+    _draw_projection(left, pca, run, "predict_pca")
     with right:
-        if projection.TSNE in cache:
-            _draw_projection(right, cache[projection.TSNE], run, "predict_tsne_chart")
+        if results.has(projection.TSNE):
+            _draw_projection(right, results.get(projection.TSNE, lambda: None), run, "predict_tsne_chart")
         else:
             st.caption(f"t-SNE keeps neighbours together; it takes a while, so it runs on up to {projection.TSNE_LIMIT:,} images.")
             st.button("Compute t-SNE", key="predict_tsne", icon=":material/scatter_plot:", on_click=_compute_tsne, args=(run,))
@@ -116,14 +112,14 @@ def draw_learned_features(run: Run) -> None:
 
 def _still_training(run: Run) -> bool:
     """A run continued (e.g. in another tab) since this page was drawn: its model is changing."""
-    return isinstance(run, TrainingJob) and not run.ended
+    return not run.ended
 
 
 def _compute_tsne(run: Run) -> None:
     """The t-SNE button's callback (a callback, so the click survives any rerun before the button)."""
     if _still_training(run):
         return
-    predict_view.run_cache(run)[projection.TSNE] = projection.project(run.model, run.dataset.x_test, projection.TSNE)
+    predict_view.analysis(run).get(projection.TSNE, lambda: projection.project(run.model, run.dataset.x_test, projection.TSNE))
 
 
 def _draw_projection(column, result: projection.Projection, run: Run, key: str) -> None:
@@ -143,20 +139,23 @@ def _verified(run: Run, kind: str) -> None:
         return
     samples = run.dataset.x_test[:EXPORT_SAMPLES]
     exporter = export.export_keras if kind == "keras" else export.export_tflite
-    try:
-        result: bytes | str = exporter(run.model, samples)
-    except export.ExportError as error:
-        result = str(error)
-    predict_view.run_cache(run)[kind] = result
+
+    def verified() -> bytes | str:
+        try:
+            return exporter(run.model, samples)
+        except export.ExportError as error:
+            return str(error)
+
+    predict_view.analysis(run).get(kind, verified)
 
 
 def _export_button(run: Run, kind: str, label: str, file_name: str, mime: str) -> None:
-    cache = predict_view.run_cache(run)
-    if kind not in cache:
+    results = predict_view.analysis(run)
+    if not results.has(kind):
         st.button(f"Prepare {label}", key=f"predict_export_{kind}", icon=":material/verified:", on_click=_verified, args=(run, kind),
                   help="Exports the model, loads the file back and checks it predicts the same; then offers the download.")  # fmt: skip
         return
-    result = cache[kind]
+    result = results.get(kind, lambda: None)
     if isinstance(result, str):
         st.error(result, icon=":material/error:")
         return
@@ -166,8 +165,7 @@ def _export_button(run: Run, kind: str, label: str, file_name: str, mime: str) -
 
 
 def _file_stem(run: Run) -> str:
-    name = run.name.rsplit(".", 1)[0] if isinstance(run, export.ImportedRun) else run.spec.name
-    return naming.slug(name)
+    return naming.slug(run.display_name)
 
 
 def draw_export(run: Run) -> None:
@@ -179,10 +177,10 @@ def draw_export(run: Run) -> None:
     with b:
         _export_button(run, "tflite", ".tflite", f"{stem}.tflite", "application/octet-stream")
     with c:
-        if isinstance(run, export.ImportedRun):
+        history = run.training_history()
+        if history is None:
             st.caption("An imported model has no training history.")
         else:
-            history = run.snapshot().history
             st.download_button("Download history (CSV)", export.history_csv(history), file_name=f"{stem}_history.csv",
                                mime="text/csv", key="predict_download_history", on_click="ignore", icon=":material/table:")  # fmt: skip
 

@@ -8,12 +8,11 @@ import numpy as np
 import streamlit as st
 
 from dcnn_core import evaluation, images, plots
-from dcnn_core.export import ImportedRun
+from dcnn_core.analysis import RunAnalysis, TrainedModel
 from dcnn_core.training import DIVERGED, TrainingJob
 from ui import resources, state
 from ui.text import plain
 
-PREDICT_CACHE = "predict_cache"  # run id → {"version": …, "PCA": …, "keras": …}: heavy results kept per run
 IMPORTED_RUNS = "predict_imported"  # run id → ImportedRun: .keras models this session imported
 PENDING_RUN = "predict_pending_run"  # a run id to select on the next run (set after an import)
 SEEN_SOURCES = "predict_seen_sources"  # captions of the images "Look inside" offered last time
@@ -21,12 +20,11 @@ EXPLAINED_LABEL = "predict_explained_label"  # the "predicted class (…)" text 
 GALLERY_SIZE = 12
 DRAFT_SIDE = 512  # a big JPEG is decoded at 1/2–1/8 scale, never below this (the page shows it at 512 px)
 
-Run = TrainingJob | ImportedRun
+Run = TrainedModel  # a training run of this user, or a .keras model this session imported
 
 
 def init_predict_state() -> None:
     """Create this page's session keys, once."""
-    st.session_state.setdefault(PREDICT_CACHE, {})
     st.session_state.setdefault(IMPORTED_RUNS, {})
     st.session_state.setdefault(PENDING_RUN, None)
     st.session_state.setdefault(SEEN_SOURCES, [])
@@ -43,35 +41,21 @@ def usable_runs() -> list[Run]:
     return [*usable_jobs(), *st.session_state[IMPORTED_RUNS].values()]
 
 
-def run_version(run: Run) -> str:
-    """A cache key that changes when a run is continued for more epochs."""
-    if isinstance(run, ImportedRun):
-        return run.job_id
-    return f"{run.job_id}:{run.snapshot().epoch}"
+def analysis(run: TrainedModel) -> RunAnalysis:
+    """This run's heavy results (evaluation, projections, exports), computed once per version and shared by every tab."""
+    return resources.analyses().of(run)
 
 
-def run_cache(run: Run) -> dict:
-    """This run's slot for heavy results (projections, exports), emptied when the run was continued."""
-    caches = st.session_state[PREDICT_CACHE]
-    version = run_version(run)
-    if caches.get(run.job_id, {}).get("version") != version:
-        caches[run.job_id] = {"version": version}
-    return caches[run.job_id]
-
-
-def run_label(run: Run, number: int) -> str:
-    if isinstance(run, ImportedRun):
-        return f"Imported · {run.name} on {run.dataset.title}"
-    return f"Run {number} · {run.spec.name} on {run.dataset.title} ({run.status})"
+def run_label(run: TrainedModel, number: int) -> str:
+    if run.training_history() is None:
+        return f"Imported · {run.display_name} on {run.dataset.title}"
+    return f"Run {number} · {run.display_name} on {run.dataset.title} ({run.status})"
 
 
 def pick_run(runs: list[Run]) -> Run:
     """The run to look at: the one picked before, else the one just imported or trained."""
     by_id = {run.job_id: run for run in runs}
     ids = list(by_id)
-    caches = st.session_state[PREDICT_CACHE]
-    for gone in set(caches) - set(ids):  # runs deleted since: free their exports and projections
-        del caches[gone]
     pending = st.session_state[PENDING_RUN]
     if pending in by_id:
         st.session_state["predict_run"] = pending
@@ -84,14 +68,13 @@ def pick_run(runs: list[Run]) -> Run:
     return by_id[chosen]
 
 
-def test_evaluation(run: Run) -> evaluation.Evaluation:
-    """Evaluate once per run, kept in this session (the Train page drops it when a run is continued)."""
-    cache = st.session_state[state.EVALUATIONS]
-    if run.job_id not in cache:
+def test_evaluation(run: TrainedModel) -> evaluation.Evaluation:
+    """The run's evaluation on the test split, computed once per version of its model."""
+    result = analysis(run)
+    if not result.has("evaluation"):
         with st.spinner("Evaluating on the test images…"):
-            data = run.dataset
-            cache[run.job_id] = evaluation.evaluate(run.model, data.x_test, data.y_test, data.class_names)
-    return cache[run.job_id]
+            return result.evaluation()
+    return result.evaluation()
 
 
 def show_prediction(run: Run, prepared: images.PreparedImage, key: str) -> None:

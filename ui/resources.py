@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from dcnn_core import datasets, runs, runtime
+from dcnn_core.analysis import Analyses
 from dcnn_core.jobs import JobRegistry, RoomLimits
 from dcnn_core.settings import Settings, load_settings
 from dcnn_core.training import RunDescription, RunLimits, TrainingJob
@@ -248,10 +249,16 @@ def delete_run(job: TrainingJob) -> bool:
     if not job_registry().remove(job.job_id):
         return False
     run_store().delete(job.job_id)
-    st.session_state[state.EVALUATIONS].pop(job.job_id, None)
+    analyses().forget(job.job_id)
     if st.session_state[state.SELECTED_JOB] == job.job_id:
         state.select_job(None)
     return True
+
+
+@st.cache_resource
+def analyses() -> Analyses:
+    """Test evaluations, projections and exports of trained models, shared by every tab, keyed by run and version."""
+    return Analyses(capacity=64)
 
 
 @st.cache_resource

@@ -19,7 +19,6 @@ MODEL_SPEC = "model_spec"  # the ModelSpec the Model page edits
 TRAIN_CONFIG = "train_config"  # the TrainConfig the Train page edits
 JOB_IDS = "job_ids"  # this session's training jobs, oldest first
 SELECTED_JOB = "selected_job"  # the job the Train and Predict pages show
-EVALUATIONS = "evaluations"  # job id → Evaluation on the test split
 CUSTOM_DATASETS = "custom_datasets"  # name → Dataset built from this user's own images
 
 DEFAULT_DATASET = DatasetChoice("fashion_mnist", {})
@@ -57,7 +56,6 @@ def init_state() -> None:
         TRAIN_CONFIG: TrainConfig,
         JOB_IDS: list,
         SELECTED_JOB: _run_from_url,
-        EVALUATIONS: dict,
         CUSTOM_DATASETS: dict,
     }
     for key, make in defaults.items():

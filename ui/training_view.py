@@ -94,7 +94,7 @@ def _recipe_offer(current: TrainConfig) -> None:
 def config_controls(dataset) -> TrainConfig:
     """Training settings widgets in tabs; returns the config they describe (or the last valid one)."""
     current = state.train_config()
-    _recipe_offer(current)
+    recipe_slot = st.container()  # above the tabs, filled once the widgets' config is known
     basics_tab, schedule_tab, augmentation_tab, balance_tab = st.tabs(["Basics", "Schedule & early stopping", "Augmentation", "Imbalance"])
     with basics_tab:
         values = _basics(current)
@@ -112,6 +112,10 @@ def config_controls(dataset) -> TrainConfig:
         config.validate()
     except ValueError as error:
         st.warning(str(error), icon=":material/warning:")
+        config = current
+    with recipe_slot:
+        _recipe_offer(config)
+    if config is current:
         return current
     st.session_state[state.TRAIN_CONFIG] = config
     with schedule_tab:
@@ -155,7 +159,6 @@ def continue_job(job: TrainingJob, extra_epochs: int) -> None:
     except ValueError as error:  # Refused included: another training of this user, or the room is full
         st.session_state["train_continue_error"] = str(error)
         return
-    st.session_state[state.EVALUATIONS].pop(job.job_id, None)
 
 
 def progress_text(progress: Progress) -> str:
