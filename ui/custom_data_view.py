@@ -14,6 +14,7 @@ import numpy as np
 import streamlit as st
 
 from dcnn_core import custom_data, datasets, plots
+from dcnn_core.datasets import CUSTOM_KEY, DatasetChoice
 from ui import resources, state
 from ui.text import plain
 
@@ -147,8 +148,7 @@ def _import(make_report: Callable[[], custom_data.ImportReport], raw_name: str) 
 
 def _store(report: custom_data.ImportReport, name: str) -> None:
     st.session_state[state.CUSTOM_DATASETS][name] = report.dataset
-    st.session_state[state.DATASET_CHOICE] = {"key": resources.CUSTOM_KEY, "options": {"name": name}}
-    st.session_state[state.DATASET_NOTICE] = None
+    state.use_dataset(DatasetChoice(CUSTOM_KEY, {"name": name}))
     st.session_state[LAST_REPORT] = (name, report)
 
 
@@ -191,14 +191,14 @@ def _draw_saved_sets() -> None:
     st.markdown("**Your image sets in this session**")
     chosen = state.dataset_choice()
     for index, (name, dataset) in enumerate(list(sets.items())):
-        in_use = chosen["key"] == resources.CUSTOM_KEY and chosen["options"].get("name") == name
+        in_use = chosen.is_custom and chosen.options.get("name") == name
         left, middle, right = st.columns([3, 1, 1], vertical_alignment="center")
         left.text(
             f"{name}: {len(dataset.x_train) + len(dataset.x_test):,} images, {dataset.num_classes} classes"
             + (" (in use)" if in_use else "")
         )
         if middle.button("Use this set", key=f"data_custom_use_{index}", disabled=in_use):
-            st.session_state[state.DATASET_CHOICE] = {"key": resources.CUSTOM_KEY, "options": {"name": name}}
+            state.use_dataset(DatasetChoice(CUSTOM_KEY, {"name": name}))
             st.rerun()
         if right.button("Remove this set", key=f"data_custom_remove_{index}"):
             _remove(name)
