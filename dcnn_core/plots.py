@@ -95,9 +95,13 @@ def _side_by_side(titles: tuple[str, str], height: int, uirevision: str, x_title
 
 
 def training_curves(
-    history: dict[str, list[float]], batch_steps: list[float], batch_loss: list[float], batch_accuracy: list[float]
+    history: dict[str, list[float]],
+    batch_steps: list[float],
+    batch_loss: list[float],
+    batch_accuracy: list[float],
+    fine_tune_from: int | None = None,
 ) -> go.Figure:
-    """Loss and accuracy: per batch (raw and smoothed) and per epoch, training and validation."""
+    """Loss and accuracy: per batch (raw and smoothed) and per epoch, training and validation; a line where fine-tuning began."""
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
     # numpy arrays: Plotly validates and sends them as packed binary, several times cheaper than lists (redrawn every second)
     batch_steps, batch_loss, batch_accuracy = (np.asarray(values, np.float64) for values in (batch_steps, batch_loss, batch_accuracy))
@@ -117,6 +121,11 @@ def training_curves(
             traces.append(go.Scatter(x=epochs, y=np.asarray(validation, np.float64), name="validation", mode="lines+markers",
                                      line=dict(color=VALIDATION_COLOUR), legendgroup="val", **axes))  # fmt: skip
     layout = _side_by_side(("Loss", "Accuracy"), 360, "training-curves")
+    if fine_tune_from is not None:
+        line = dict(type="line", x0=fine_tune_from, x1=fine_tune_from, y0=0, y1=1, line=dict(dash="dash", color="grey"))
+        layout["shapes"] = [dict(line, xref="x", yref="y domain"), dict(line, xref="x2", yref="y2 domain")]
+        layout["annotations"] = [*layout["annotations"], dict(text="fine-tuning →", x=fine_tune_from, y=1, xref="x", yref="y domain",
+                                                              xanchor="left", yanchor="top", showarrow=False)]  # fmt: skip
     return go.Figure(data=traces, layout=dict(layout, legend=dict(orientation="h", y=-0.22)))
 
 

@@ -61,6 +61,7 @@ class Progress:
     test_loss: float | None
     best_epoch: int | None  # 1-based epoch with the best validation loss
     version: int = 0  # grows with every recorded point or status change: a cache key for drawings
+    fine_tune_from: int | None = None  # epochs done when fine-tuning began (a pretrained backbone's phase 2)
 
     @property
     def active(self) -> bool:
@@ -90,6 +91,7 @@ class ProgressLog:
     batch_loss: list[float] = field(default_factory=list)
     batch_accuracy: list[float] = field(default_factory=list)
     best_epoch: int | None = None
+    fine_tune_from: int | None = None  # epochs done when fine-tuning a pretrained backbone began
     version: int = 0
     _thin: int = 1  # record one batch in every _thin, doubling when the points are full
     _session_start_step: int = 0  # global batch index where this training session began
@@ -155,7 +157,7 @@ class ProgressLog:
             batch=self.batch, batches_per_epoch=self.batches_per_epoch, elapsed_s=elapsed_s, eta_s=eta_s, queue_position=queue_position,
             history={key: list(values) for key, values in self.history.items()}, batch_steps=list(self.batch_steps),
             batch_loss=list(self.batch_loss), batch_accuracy=list(self.batch_accuracy), test_accuracy=test[0] if test else None,
-            test_loss=test[1] if test else None, best_epoch=self.best_epoch, version=self.version,
+            test_loss=test[1] if test else None, best_epoch=self.best_epoch, version=self.version, fine_tune_from=self.fine_tune_from,
         )  # fmt: skip
 
     @classmethod

@@ -136,7 +136,7 @@ class TrainingJob:
         self._ended = threading.Event()
         self._stop_reason = ""
         self._status, self._message, self._details = QUEUED, WAITING, ""
-        self._log = ProgressLog(target_epochs=description.config.epochs)
+        self._log = ProgressLog(target_epochs=description.config.epochs + _fine_tune_epochs(description.spec))
         self._elapsed_before = 0.0  # training time of earlier sessions of a continued run
         self._started_at: float | None = None
         self._ended_at: float | None = None
@@ -350,24 +350,57 @@ class _Lifecycle:
             self.finish(FINISHED, f"Finished {log.epoch} epochs.")
 
     def fit(self, train: np.ndarray, val: np.ndarray, per_epoch: int | None) -> None:
+        """Train to the target epoch: in one phase, or — with a pretrained backbone — the head first, then fine-tuning."""
+        job, config, log = self.job, self.job.config, self.job._log
+        if not _fine_tune_epochs(job.spec):
+            self.fit_phase(config, log.target_epochs, 0, train, val, per_epoch)
+        else:
+            from dcnn_core import backbones
+
+            if log.epoch < config.epochs and log.fine_tune_from is None:
+                self.fit_phase(config, config.epochs, 0, train, val, per_epoch)  # phase 1: the backbone frozen
+                with job._lock:  # ended early (early stopping): fine-tuning still gets all its epochs
+                    log.target_epochs = min(log.target_epochs, log.epoch + job.spec.backbone.fine_tune_epochs)
+            phase2 = backbones.fine_tune_config(config, job.spec.backbone)
+            if log.fine_tune_from is None:  # phase 2: the top layers unfrozen, batch norm kept in inference mode
+                self.start_fine_tuning(phase2)
+            self.fit_phase(phase2, log.target_epochs, log.fine_tune_from, train, val, per_epoch)
+        if job.best_weights is not None and (config.early_stopping or log.epoch < log.target_epochs):
+            job.model.set_weights(job.best_weights)
+
+    def start_fine_tuning(self, phase2: TrainConfig) -> None:
+        from dcnn_core import backbones
+        from dcnn_core.runtime import import_keras
+
+        job = self.job
+        backbones.unfreeze_top(job.model, job.spec.backbone.fine_tune_layers)
+        with job.distribution.scope() if job.distribution is not None else contextlib.nullcontext():
+            job.model.compile(optimizer=build_optimizer(import_keras(), phase2), loss="sparse_categorical_crossentropy",
+                              metrics=["accuracy"])  # fmt: skip
+        with job._lock:
+            job._log.fine_tune_from = job._log.epoch
+            job._message = f"Fine-tuning the top {job.spec.backbone.fine_tune_layers} backbone layers…"
+
+    def fit_phase(self, config: TrainConfig, end: int, first_epoch: int, train, val, per_epoch: int | None) -> None:
+        """``fit`` from the current epoch to ``end`` with ``config``'s schedule (counted from ``first_epoch``)."""
         from dcnn_core import pipeline
         from dcnn_core.runtime import import_keras
 
-        keras, job, config, data = import_keras(), self.job, self.job.config, self.job.dataset
+        keras, job, data = import_keras(), self.job, self.job.dataset
+        if job._log.epoch >= end:
+            return
         callbacks = [_callback_class()(self)]
         if config.schedule == "plateau":
             callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.step_factor, patience=config.patience))
         elif config.schedule != "constant":
-            callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch, _rate: scheduled_rate(config, epoch)))
+            callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch, _rate: scheduled_rate(config, epoch - first_epoch)))
         validation = pipeline.evaluation_dataset(data.x_train, data.y_train, max(256, config.batch_size), val) if len(val) else None
         weights = pipeline.balanced_class_weights(data.y_train[train], data.num_classes) if config.class_weights else None
         job.model.fit(
             pipeline.training_dataset(data.x_train, data.y_train, train, config, per_epoch),
-            epochs=job._log.target_epochs, initial_epoch=job._log.epoch, validation_data=validation,
+            epochs=end, initial_epoch=job._log.epoch, validation_data=validation,
             class_weight=weights, callbacks=callbacks, shuffle=False, verbose=0,  # the pipeline shuffles, seeded
         )  # fmt: skip
-        if job.best_weights is not None and (config.early_stopping or job._log.epoch < job._log.target_epochs):
-            job.model.set_weights(job.best_weights)
 
     def evaluate_test(self) -> None:
         from dcnn_core.evaluation import accuracy_and_loss, predict_probabilities
@@ -431,6 +464,12 @@ class _Lifecycle:
         if improved:
             job.best_weights = job.model.get_weights()  # numpy copies
         return job.config.early_stopping and since_best is not None and since_best >= job.config.patience
+
+
+def _fine_tune_epochs(spec: ModelSpec) -> int:
+    """Epochs of phase 2 (fine-tuning a pretrained backbone), 0 for a design trained from scratch."""
+    backbone = getattr(spec, "backbone", None)
+    return backbone.fine_tune_epochs if backbone is not None and backbone.fine_tune_layers > 0 else 0
 
 
 def _one_line(error: BaseException) -> str:

@@ -202,3 +202,35 @@ def test_the_model_page_offers_the_pretrained_family_with_its_costs(monkeypatch,
     assert "stay frozen" in caption and f"{backbones.CATALOGUE['mobilenet_v3_small'].parameters:,}" in caption
     at.radio(key="model_family").set_value("Design from scratch").run()
     assert at.session_state["model_spec"].backbone is None and not at.exception
+
+
+def test_a_training_job_runs_both_phases_and_shows_where_fine_tuning_began(weights_dir, source_backbones):
+    """Through the app's own job: phase 1 keeps the backbone as loaded, phase 2 changes only the top layers."""
+    from dcnn_core import datasets, training
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (48, *INPUT_SHAPE), dtype=np.uint8), np.arange(48) % CLASSES
+    data = datasets.make_dataset("custom", "Tiny", "test", images, labels, images[:12], labels[:12], ("a", "b", "c"), False)
+    spec = _spec(fine_tune_layers=3, fine_tune_epochs=2)
+    job = training.TrainingJob(spec, data, TrainConfig(epochs=2, batch_size=16, validation_split=0.25))
+    assert job.snapshot().epochs == 4  # two of the head, two of fine-tuning
+    job.run()
+    progress = job.snapshot()
+    assert progress.status == training.FINISHED, progress.message
+    assert progress.epoch == 4 and progress.fine_tune_from == 2
+    trainable = [layer for layer in backbones.backbone_layers(job.model) if layer.trainable]
+    assert len(trainable) == 3 and not any("normalization" in type(layer).__name__.lower() for layer in trainable)
+    _, sources = source_backbones
+    source = {layer.name: layer for layer in sources["mobilenet_v3_small"].layers}
+    frozen_same = [
+        all(np.array_equal(a, b) for a, b in zip(layer.get_weights(), source[layer.name].get_weights(), strict=True))
+        for layer in backbones.backbone_layers(job.model)
+        if layer.name in source and layer.get_weights() and not layer.trainable
+    ]
+    assert frozen_same and all(frozen_same)  # whatever stayed frozen is exactly the loaded weights
+    changed = [
+        not all(np.array_equal(a, b) for a, b in zip(layer.get_weights(), source[layer.name].get_weights(), strict=True))
+        for layer in trainable
+        if layer.name in source
+    ]
+    assert any(changed)  # fine-tuning moved the unfrozen layers

@@ -218,7 +218,8 @@ def draw_job(job: TrainingJob, was_active: bool) -> None:
             show_outcome(progress)
             _continue_controls(job, progress)
     if progress.history["loss"] or progress.batch_loss:
-        curves = lambda: plots.training_curves(progress.history, progress.batch_steps, progress.batch_loss, progress.batch_accuracy)
+        curves = lambda: plots.training_curves(progress.history, progress.batch_steps, progress.batch_loss, progress.batch_accuracy,
+                                               progress.fine_tune_from)  # fmt: skip
         st.plotly_chart(resources.live_figure(job.job_id, "curves", progress.version, curves), key="train_curves")
     if progress.history["learning_rate"]:
         speed = lambda: plots.rate_and_speed(progress.history)
