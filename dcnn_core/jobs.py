@@ -26,6 +26,17 @@ class RoomLimits:
 
     max_queue: int = 60  # active trainings (computing or waiting) in the whole server
     max_runs_per_owner: int = 20  # runs one user keeps; delete one to start another
+    images_per_epoch: int = 0  # shared server: training images per epoch of a run
+    max_epochs: int = 0  # shared server: epochs per run
+    max_train_minutes: int = 0  # shared server: training time per run
+
+    def within(self, server: RoomLimits) -> None:
+        """Refuse (``Refused``) any bound looser than the server's own."""
+        for name in ("max_queue", "max_runs_per_owner", "images_per_epoch", "max_epochs", "max_train_minutes"):
+            value, most = getattr(self, name), getattr(server, name)
+            if value < 0 or (most and not 1 <= value <= most):
+                bound = f"from 1 to {most}" if most else "0 (no bound) or more"
+                raise Refused(f"{name.replace('_', ' ').capitalize()} must be {bound} on this server (got {value}).")
 
 
 class JobRegistry:
@@ -35,7 +46,8 @@ class JobRegistry:
                  limits: RoomLimits | None = None):  # fmt: skip
         self.max_concurrent = max_concurrent
         self.idle_stop_s = idle_stop_s
-        self.limits = limits or RoomLimits()
+        self.limits = self.server_limits = limits or RoomLimits()  # the room's limits now, and the server's maxima
+        self.max_slots = max_concurrent
         self.scheduler = FairScheduler(slots=max_concurrent, slice_s=slice_s)
         self.on_evict = None  # called with each ended job dropped from memory by ``evict_idle``
         self._lock = threading.RLock()
@@ -67,6 +79,15 @@ class JobRegistry:
             self._check_can_train(job.owner)
             job.prepare_continue(extra_epochs)
             return self.submit(job)
+
+    def set_room(self, limits: RoomLimits, slots: int) -> None:
+        """The instructor's limits for this session, within the server's (``Refused`` otherwise); new runs follow them."""
+        limits.within(self.server_limits)
+        if not 1 <= slots <= self.max_slots:
+            raise Refused(f"Trainings computing at once must be from 1 to {self.max_slots} on this server (got {slots}).")
+        with self._lock:
+            self.limits = limits
+            self.scheduler.set_slots(slots)
 
     def _check_can_train(self, owner: str) -> None:
         if any(job.status in ACTIVE_STATES for job in self.jobs(owner=owner)):

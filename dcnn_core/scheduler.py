@@ -51,6 +51,12 @@ class FairScheduler:
                     return True
                 self._cond.wait(0.25)
 
+    def set_slots(self, slots: int) -> None:
+        """Change how many compute at once (turns already running end as usual)."""
+        with self._cond:
+            self.slots = max(1, slots)
+            self._cond.notify_all()
+
     def _next_in_line(self) -> str | None:
         if self._fresh:
             return self._fresh[0]

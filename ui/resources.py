@@ -44,7 +44,9 @@ def run_store() -> runs.RunStore:
 def job_registry() -> JobRegistry:
     """One registry per process: its scheduler shares the processor between the whole room's trainings."""
     config = settings()
-    limits = RoomLimits(max_queue=config.max_queue, max_runs_per_owner=config.max_runs_per_user)
+    limits = RoomLimits(max_queue=config.max_queue, max_runs_per_owner=config.max_runs_per_user,
+                        images_per_epoch=config.room_images_per_epoch, max_epochs=config.room_max_epochs,
+                        max_train_minutes=config.room_max_train_minutes)  # fmt: skip
     registry = JobRegistry(config.max_concurrent_jobs, idle_stop_s=config.idle_stop_s, limits=limits)
     registry.on_evict = _back_to_disk
     return registry
@@ -219,13 +221,12 @@ def run_limits(config) -> tuple[RunLimits, int, str]:
     """(limits, epochs, one line for the attendee) for a run started now; no limits for a lone user."""
     if not room_is_shared():
         return RunLimits(), config.epochs, ""
-    server = settings()
-    limits = RunLimits(images_per_epoch=server.room_images_per_epoch or None,
-                       max_compute_s=server.room_max_train_minutes * 60.0 or None)  # fmt: skip
-    epochs = min(config.epochs, server.room_max_epochs) if server.room_max_epochs else config.epochs
+    room = job_registry().limits  # the server's, or the instructor's for this session
+    limits = RunLimits(images_per_epoch=room.images_per_epoch or None, max_compute_s=room.max_train_minutes * 60.0 or None)
+    epochs = min(config.epochs, room.max_epochs) if room.max_epochs else config.epochs
     parts = [limits.describe()] if limits.describe() else []
-    if server.room_max_epochs:
-        parts.append(f"at most {server.room_max_epochs} epochs")
+    if room.max_epochs:
+        parts.append(f"at most {room.max_epochs} epochs")
     line = f"This server is shared with the room: each run trains {'; '.join(parts)}." if parts else ""
     return limits, epochs, line
 

@@ -3,26 +3,40 @@
 from __future__ import annotations
 
 import hmac
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import streamlit as st
 
 from dcnn_core import leaderboard
+from dcnn_core.jobs import Refused
 from dcnn_core.training import TrainingJob
 from ui import leaderboard_view, resources
 from ui.text import plain
 
 UNLOCKED = "room_unlocked"  # True once this browser session entered the instructor key
+LIMITS_MESSAGE = "room_limits_message"
+ROOM_FIELDS = {  # the limits an instructor may change for the session, within the server's maxima
+    "images_per_epoch": "Training images per epoch",
+    "max_epochs": "Epochs per run",
+    "max_train_minutes": "Training minutes per run",
+    "max_queue": "Trainings active in the server",
+    "max_runs_per_owner": "Runs kept per person",
+}
 MESSAGE = "room_message"
 STOP_REASON = "Stopped by the instructor"
 LIMIT_NAMES = {
-    "max_concurrent_jobs": "Trainings at once (more wait in the queue)",
+    "max_concurrent_jobs": "Trainings computing at once (the others take turns)",
+    "room_images_per_epoch": "Training images per epoch, when shared (0: no limit)",
+    "room_max_epochs": "Epochs per run, when shared (0: no limit)",
+    "room_max_train_minutes": "Training minutes per run, when shared (0: no limit)",
+    "max_queue": "Trainings active in the server",
+    "max_runs_per_user": "Runs kept per person",
+    "standin_images_per_class": "Offline stand-in: Shapes per class",
     "max_parameters": "Largest design (parameters)",
     "idle_stop_s": "Unwatched training stopped after (s)",
     "tf_threads": "TensorFlow threads per operation",
     "max_upload_megapixels": "Largest uploaded image (megapixels)",
     "custom_data_budget_mb": "Memory for one user's own images (MB)",
-    "max_train_images": "Largest data set (images)",
     "allow_server_folders": "Import folders on the server",
 }
 
@@ -109,7 +123,36 @@ def draw_limits() -> None:
         {"Limit": [LIMIT_NAMES.get(name, name) for name in shown], "Value": [str(getattr(settings, name)) for name in shown]},
         hide_index=True,
     )
-    st.caption("Set them with DCNN_* environment variables or Streamlit secrets before starting the server (see the README).")
+    st.caption("The server's maxima: DCNN_* environment variables or Streamlit secrets, set before it starts (see the README).")
+    _room_form()
+
+
+def _apply_room() -> None:
+    values = {name: int(st.session_state[f"room_set_{name}"]) for name in ROOM_FIELDS}
+    registry = resources.job_registry()
+    try:
+        registry.set_room(replace(registry.limits, **values), int(st.session_state["room_set_slots"]))
+    except Refused as error:
+        st.session_state[LIMITS_MESSAGE] = ("error", str(error))
+        return
+    st.session_state[LIMITS_MESSAGE] = ("success", "New limits set for this session: runs started from now on follow them.")
+
+
+def _room_form() -> None:
+    """The instructor tightens (or loosens, up to the server's maxima) the room's limits while the server runs."""
+    registry = resources.job_registry()
+    current, server = registry.limits, registry.server_limits
+    with st.form("room_limits"):
+        st.markdown("**Limits for this session**")
+        a, b = st.columns(2)
+        a.number_input("Trainings computing at once", 1, registry.max_slots, registry.scheduler.slots, key="room_set_slots")
+        for column, name in zip((b, a, b, a, b), ROOM_FIELDS, strict=True):
+            most = getattr(server, name) or None
+            column.number_input(ROOM_FIELDS[name], 1 if most else 0, most, getattr(current, name), key=f"room_set_{name}")
+        st.form_submit_button("Apply to new runs", on_click=_apply_room, icon=":material/tune:")
+    message = st.session_state.pop(LIMITS_MESSAGE, None)
+    if message:
+        (st.error if message[0] == "error" else st.success)(message[1])
 
 
 def _clear_leaderboard() -> None:
