@@ -107,9 +107,19 @@ def _stop(process: subprocess.Popen) -> None:
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory) -> Iterator[AppServer]:
     """``streamlit run app.py`` on a free port, offline-safe, with its own empty runs folder."""
+    yield from _serve(tmp_path_factory, "server.log", {})
+
+
+@pytest.fixture(scope="module")
+def room_server(tmp_path_factory) -> Iterator[AppServer]:
+    """A server of its own for a room of attendees: two compute slots, whatever the machine's cores."""
+    yield from _serve(tmp_path_factory, "room-server.log", {"DCNN_MAX_CONCURRENT_JOBS": "2"})
+
+
+def _serve(tmp_path_factory, log_name: str, extra_env: dict[str, str]) -> Iterator[AppServer]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     port = _free_port()
-    log_path = ARTIFACTS / "server.log"
+    log_path = ARTIFACTS / log_name
     env = {
         **os.environ,
         "DCNN_TF_THREADS": "1",  # leave the other core to the web server and the browser
@@ -119,6 +129,7 @@ def app_server(tmp_path_factory) -> Iterator[AppServer]:
         # Offline on purpose: Fashion-MNIST, MNIST and CIFAR-10 are refused at once (Shapes stands in), so a
         # silently dropped connection can never stall CI on a download.
         "DCNN_OFFLINE": "1",
+        **extra_env,
     }
     command = [
         sys.executable, "-m", "streamlit", "run", "app.py",
