@@ -12,7 +12,12 @@ shared, also as a ratio to the article baseline on the same set. With ``--repeat
 repeated N times in rotated order and the median time is shown (accuracy is the same every time:
 same seed, one TensorFlow thread).
 
-    python bench/accuracy_table.py [--epochs-shapes 10] [--epochs-digits 20] [--repeats 1] [--fashion]
+With ``--recipes`` every preset is trained twice on each set: with those defaults, and with its recipe
+(``dcnn_core.recipes``: optimizer, rate, schedule, batch, epochs, augmentation, early stopping). A preset
+that does not fit a set's image size is also trained as the nearest design that fits
+(``recipes.nearest_fitting``), with its recipe. The article baseline with defaults is the reference.
+
+    python bench/accuracy_table.py [--epochs-shapes 10] [--epochs-digits 20] [--repeats 1] [--fashion] [--recipes]
 """
 
 from __future__ import annotations
@@ -24,11 +29,16 @@ import statistics
 from _common import print_header
 
 
-def train(spec, dataset, epochs: int) -> dict:
-    from dcnn_core.training import FINISHED, TrainConfig, TrainingJob
+def default_config(epochs: int):
+    from dcnn_core.training import TrainConfig
 
-    config = TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=32, epochs=epochs, validation_split=0.1, seed=0)
-    job = TrainingJob(spec, dataset, config)
+    return TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=32, epochs=epochs, validation_split=0.1, seed=0)
+
+
+def train(spec, dataset, epochs: int, config=None) -> dict:
+    from dcnn_core.training import FINISHED, TrainingJob
+
+    job = TrainingJob(spec, dataset, config or default_config(epochs))
     job.run()  # in this thread: the same work the registry's worker thread does
     progress = job.snapshot()
     if progress.status != FINISHED:
@@ -76,6 +86,46 @@ def table_for(title: str, dataset, epochs: int, repeats: int) -> list[str]:
     return rows
 
 
+def _shown(result: dict | None) -> tuple[str, str]:
+    if result is None:
+        return "–", "–"
+    if "error" in result:
+        return result["error"], "–"
+    return f"{result['accuracy']:.4f}", f"{result['seconds']:.1f} s"
+
+
+def recipe_rows_for(title: str, dataset, epochs: int) -> list[str]:
+    """Every preset with the defaults and with its recipe; a preset that does not fit, as its nearest fitting design."""
+    from dcnn_core import plan, recipes
+    from dcnn_core import spec as model_spec
+
+    rows, reference = [], None
+    for name in model_spec.PRESETS:
+        spec, label = model_spec.preset(name), name
+        recipe = recipes.recipe_for(name)
+        fitted = recipes.nearest_fitting(spec, dataset.input_shape, dataset.num_classes)
+        defaults = train(spec, dataset, epochs) if fitted is None else None
+        if fitted is not None:
+            label = f"{name} → nearest fit ({recipes.describe_change(spec, fitted)})"
+            spec = fitted
+        with_recipe = train(spec, dataset, recipe.config.epochs, recipe.config)
+        if name == "Article baseline" and defaults and "error" not in defaults:
+            reference = defaults["accuracy"]
+        for mode, result in (("defaults", defaults), ("recipe", with_recipe)):
+            if result is not None:
+                print(f"  {title} · {label} · {mode}: {' '.join(_shown(result))}", flush=True)
+        analysis = plan.analyse(spec, dataset.input_shape, dataset.num_classes)
+        gain = f"{with_recipe['accuracy'] - reference:+.4f}" if reference is not None and "error" not in with_recipe else "–"
+        settings = recipe.config
+        described = f"{settings.optimizer} {settings.learning_rate:g}, {settings.schedule}, batch {settings.batch_size}"
+        described += f", {settings.epochs} epochs"
+        if settings.augmentation.active:
+            described += ", augmented"
+        rows.append(f"| {title} | {label} | {analysis.total_parameters:,} | {' | '.join(_shown(defaults))} | "
+                    f"{' | '.join(_shown(with_recipe))} | {gain} | {described} |")  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs-shapes", type=int, default=10)
@@ -83,6 +133,7 @@ def main() -> None:
     parser.add_argument("--epochs-fashion", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=1, help="runs of each preset; the median time is shown (default 1)")
     parser.add_argument("--fashion", action="store_true", help="also train on Fashion-MNIST when it can be downloaded (long)")
+    parser.add_argument("--recipes", action="store_true", help="each preset with the defaults and with its recipe (dcnn_core.recipes)")
     parser.add_argument("--threads", type=int, default=1, help="DCNN_TF_THREADS (default 1, the app's default on 2 cores)")
     args = parser.parse_args()
     os.environ["DCNN_TF_THREADS"] = str(args.threads)
@@ -109,11 +160,23 @@ def main() -> None:
         print(f"{title}: {len(dataset.x_train):,} training images (10% of them held out for validation), "
               f"{len(dataset.x_test):,} test images, {dataset.num_classes} classes", flush=True)  # fmt: skip
     rows = []
-    for title, dataset, epochs in sets:
-        rows += table_for(title, dataset, epochs, args.repeats)
-    print()
-    print("| Set | Preset | Parameters | Test accuracy | Time | Time vs baseline |")
-    print("|---|---|---|---|---|---|")
+    if args.recipes:
+        for title, dataset, epochs in sets:
+            rows += recipe_rows_for(title.split(",")[0], dataset, epochs)
+        print()
+        print(f"Defaults: adam 1e-3, batch 32, constant rate, {args.epochs_shapes} epochs on Shapes, {args.epochs_digits} on digits, "
+              f"{args.epochs_fashion} on Fashion-MNIST. Gain: the recipe's test accuracy minus the article baseline's "
+              "with defaults.")  # fmt: skip
+        print()
+        print("| Set | Preset | Parameters | Defaults: test accuracy | Time | Recipe: test accuracy | Time | Gain vs article "
+              "baseline | Recipe |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|")
+    else:
+        for title, dataset, epochs in sets:
+            rows += table_for(title, dataset, epochs, args.repeats)
+        print()
+        print("| Set | Preset | Parameters | Test accuracy | Time | Time vs baseline |")
+        print("|---|---|---|---|---|---|")
     for row in rows:
         print(row)
     if fashion_note:

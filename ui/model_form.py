@@ -11,10 +11,11 @@ from dataclasses import fields, replace
 
 import streamlit as st
 
-from dcnn_core import backbones
+from dcnn_core import backbones, recipes
 from dcnn_core import spec as model_spec
 from dcnn_core.spec import ConvBlock, Head, ModelSpec
-from ui import state
+from ui import resources, state
+from ui.text import plain
 
 FILTER_CHOICES = [4, 6, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256]
 UNIT_CHOICES = [8, 16, 32, 64, 84, 120, 128, 256, 512, 1024]
@@ -131,6 +132,21 @@ def preset_picker() -> None:
         base = st.session_state.get("model_base_name", "Simple CNN")
         st.session_state["model_preset"] = base if base in names else names[0]
     st.selectbox("Preset", names, key="model_preset", on_change=_apply_preset, help="Fills every slider below; edit freely afterwards.")
+    _fit_offer()
+
+
+def _fit_offer() -> None:
+    """When the design cannot take this data set's image size, say so and offer the nearest design that fits."""
+    dataset = resources.current_dataset()
+    spec = spec_from_widgets()
+    fitted = recipes.nearest_fitting(spec, dataset.input_shape, dataset.num_classes)
+    if fitted is None:
+        return
+    height, width, _ = dataset.input_shape
+    st.info(f"**{plain(spec.name)}** does not fit {height}×{width} images. The nearest design that fits: "
+            f"{recipes.describe_change(spec, fitted)}.", icon=":material/fit_screen:")  # fmt: skip
+    st.button("Use the design that fits", key="model_use_fitted", on_click=load_spec_into_widgets, args=(fitted,),
+              icon=":material/auto_fix_high:")  # fmt: skip
 
 
 def block_controls(index: int) -> None:
