@@ -32,3 +32,25 @@ def trained_job(tiny_shapes) -> training.TrainingJob:
     job.run()
     assert job.status == training.FINISHED, job.snapshot().message
     return job
+
+
+@pytest.fixture(scope="session")
+def mobilenet_weights(tmp_path_factory):
+    """A randomly initialised MobileNetV3-Small (32×32) and a folder holding its weights as keras's own no-top .h5 file.
+
+    Offline stand-in for ImageNet weights: point DCNN_WEIGHTS_DIR at the folder. Returns (folder, network).
+    """
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format  # the format keras.applications' files are in
+
+    from dcnn_core import backbones
+    from dcnn_core.runtime import import_keras
+
+    keras = import_keras()
+    entry = backbones.info("mobilenet_v3_small")
+    folder = tmp_path_factory.mktemp("mobilenet-weights")
+    keras.utils.set_random_seed(11)
+    network = getattr(keras.applications, entry.application)(include_top=False, weights=None, input_shape=(32, 32, 3))
+    with h5py.File(folder / entry.weights_file, "w") as file:
+        legacy_h5_format.save_weights_to_hdf5_group(file, network)
+    return folder, network

@@ -1,6 +1,7 @@
 """The generated Keras script builds the same network as the app and trains it as the app does."""
 
 import dataclasses
+import json
 import os
 import re
 import runpy
@@ -10,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from dcnn_core import codegen, datasets, spec, training_config
+from dcnn_core import backbones, codegen, datasets, spec, training_config
 from dcnn_core.build import build_model
 from dcnn_core.training import JobRegistry, TrainingJob
 from dcnn_core.training_config import Augmentation, TrainConfig
@@ -120,3 +121,89 @@ def test_generated_optimizer_is_the_one_training_builds(optimizer, tmp_path):
     assert {k: v for k, v in generated.get_config().items() if k not in ignore} == {
         k: v for k, v in built.get_config().items() if k not in ignore
     }
+
+
+# --- a pretrained backbone: the generated script builds it as the app does and trains both phases ---------
+
+
+def _backbone_spec(**changes) -> spec.ModelSpec:
+    design = backbones.default_spec("mobilenet_v3_small")
+    return dataclasses.replace(design, backbone=dataclasses.replace(design.backbone, input_size=32, **changes))
+
+
+def _layer_names(model) -> list[str]:
+    """Layer names without Keras's process-wide counters (``rescaling_3``: the third made in this process)."""
+    return [re.sub(r"_\d+$", "", layer.name) for layer in model.layers]
+
+
+@pytest.fixture()
+def weights_folder(mobilenet_weights, monkeypatch, tmp_path):
+    folder, _ = mobilenet_weights
+    monkeypatch.setenv(backbones.WEIGHTS_DIR_VARIABLE, str(folder))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))  # an empty cache: the folder is the only source
+    monkeypatch.setattr(backbones, "_host_answers", lambda url: False)  # offline, and fast
+    return folder
+
+
+def test_generated_backbone_model_is_the_apps_with_the_folders_weights(weights_folder, mobilenet_weights, tmp_path):
+    design, shape = _backbone_spec(), (20, 20, 1)  # grey and smaller than 32: the resize and the channel repeat are used
+    script = codegen.generate_script(design, shape, 3, "shapes", TrainConfig())
+    entry = backbones.info("mobilenet_v3_small")
+    assert f"WEIGHTS = {str(weights_folder / entry.weights_file)!r}" in script
+    path = tmp_path / "backbone.py"
+    path.write_text(script)
+    generated = runpy.run_path(str(path), run_name="generated")["build_model"]()
+    ours = build_model(design, shape, 3)
+    assert _layer_names(generated) == _layer_names(ours)
+    assert generated.count_params() == ours.count_params()
+    assert len(generated.trainable_weights) == len(ours.trainable_weights) == 2  # the head's Dense only
+    loaded = [w for layer in backbones.backbone_layers(generated) for w in layer.get_weights()]
+    expected = mobilenet_weights[1].get_weights()
+    assert len(loaded) == len(expected) and all(np.array_equal(a, b) for a, b in zip(loaded, expected, strict=True))
+
+
+def test_generated_backbone_script_says_where_other_weights_come_from(monkeypatch, tmp_path):
+    monkeypatch.delenv(backbones.WEIGHTS_DIR_VARIABLE, raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    imagenet = codegen.generate_script(_backbone_spec(), (32, 32, 3), 3, "shapes", TrainConfig())
+    assert "WEIGHTS = 'imagenet'" in imagenet and "Concatenate" not in imagenet  # RGB: no channel repeat
+    random = codegen.generate_script(_backbone_spec(weights="random", fine_tune_layers=0), (32, 32, 3), 3, "shapes", TrainConfig())
+    assert "WEIGHTS = None" in random and "unfreeze_top" not in random and "FINE_TUNE" not in random
+
+
+_DRIVER = """
+import json, runpy, sys
+script = runpy.run_path(sys.argv[1], run_name="generated")
+x_train, y_train, x_test, y_test = script["load_data"](sys.argv[2])
+model, history = script["train"](x_train, y_train)
+names = [layer.name for layer in model.layers]
+backbone = model.layers[names.index("grayscale_to_rgb") + 1 : names.index("global_pool")]
+loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
+print(json.dumps({"history": history.history, "trainable": [layer.name for layer in backbone if layer.trainable], "accuracy": accuracy}))
+"""
+
+
+def test_generated_backbone_script_trains_the_head_then_fine_tunes_the_top_layers(weights_folder, tiny_shapes, tmp_path):
+    design = _backbone_spec(fine_tune_layers=5, fine_tune_epochs=2, fine_tune_lr_factor=0.2)
+    config = TrainConfig(epochs=2, batch_size=32, seed=4, schedule="cosine", learning_rate=0.002)
+    data = tiny_shapes  # 16×16 grey
+    np.savez(tmp_path / "dataset.npz", x_train=data.x_train, y_train=data.y_train, x_test=data.x_test, y_test=data.y_test)
+    (tmp_path / "script.py").write_text(codegen.generate_script(design, data.input_shape, data.num_classes, "shapes", config))
+    (tmp_path / "driver.py").write_text(_DRIVER)
+    result = subprocess.run(
+        [sys.executable, "driver.py", "script.py", "dataset.npz"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    history = outcome["history"]
+    assert len(history["accuracy"]) == len(history["val_loss"]) == config.epochs + 2
+    # Phase 2 runs its own cosine schedule from a fifth of the rate, as the app's job does.
+    phase2 = backbones.fine_tune_config(config, design.backbone)
+    rates = [training_config.scheduled_rate(config, e) for e in range(2)] + [training_config.scheduled_rate(phase2, e) for e in range(2)]
+    np.testing.assert_allclose(history["learning_rate"], rates, rtol=1e-5)
+    # Exactly the top 5 backbone layers with weights (never batch norm) end trainable: those the app unfreezes.
+    app_model = build_model(design, data.input_shape, data.num_classes)
+    assert outcome["trainable"] == backbones.unfreeze_top(app_model, 5)
+    assert len(outcome["trainable"]) == 5
+    assert 0.0 <= outcome["accuracy"] <= 1.0
