@@ -3,7 +3,9 @@
 Keras allocates every weight as soon as it builds a model, so a tiny file asking for
 ``Dense(150000)`` costs gigabytes before any check on the built model can run. Here the
 layers are walked as plain data: only allow-listed layer classes, shapes followed from the
-input, parameters counted arithmetically, every layer's output size bounded.
+input, parameters counted arithmetically, every layer's output size bounded. The only nodes
+not from ``keras.layers`` are the two arithmetic operations keras.applications write (tensors
+and plain numbers in); a registered (custom) class or any other module is refused.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ _SAME_SHAPE = {
 _MERGE = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"}
 _SPATIAL = {"Conv2D", "DepthwiseConv2D", "SeparableConv2D", "MaxPooling2D", "AveragePooling2D", "ZeroPadding2D"}
 _OTHER = {"InputLayer", "Dense", "Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "BatchNormalization",
-          "LayerNormalization", "Concatenate", "Reshape"}  # fmt: skip
+          "LayerNormalization", "Normalization", "Concatenate", "Reshape", "Resizing"}  # fmt: skip
 ALLOWED_LAYERS = frozenset(_SAME_SHAPE | _MERGE | _SPATIAL | _OTHER)
+LAYERS_MODULE = "keras.layers"
+OPS_MODULE = "keras.src.ops.numpy"  # arithmetic written as nodes, e.g. MobileNetV3's ``x + 3.0`` and ``x * (1 / 6)``
+ALLOWED_OPS = frozenset({"Add", "Multiply"})
 MODEL_CLASSES = ("Functional", "Sequential")
 
 
@@ -77,13 +82,18 @@ def check_weights_size(summary: ModelSummary, weights_bytes: int) -> None:
 def _check_allowed(layer: object) -> None:
     if not isinstance(layer, dict) or not isinstance(layer.get("config"), dict):
         raise ConfigRefused("its config.json has a layer that is not described as Keras writes it")
-    kind = layer.get("class_name")
+    kind, module = layer.get("class_name"), layer.get("module", LAYERS_MODULE)
     if kind == "Lambda":
         raise ConfigRefused(
             "it contains a Lambda layer: Python code inside a model file could run on this server. Rebuild it from standard Keras layers"
         )
-    if kind not in ALLOWED_LAYERS:
+    if module == OPS_MODULE:
+        if kind not in ALLOWED_OPS:
+            raise ConfigRefused(f"it uses the operation {str(kind)[:40]!r}, which this app does not accept")
+    elif kind not in ALLOWED_LAYERS:
         raise ConfigRefused(f"it uses the layer type {str(kind)[:40]!r}, which this app does not accept")
+    if module != LAYERS_MODULE and module != OPS_MODULE or layer.get("registered_name") not in (None, kind):
+        raise ConfigRefused(f"its layer {str(kind)[:40]!r} comes from outside Keras's own layers (custom code is not accepted)")
     if layer["config"].get("data_format", "channels_last") != "channels_last":
         raise ConfigRefused("it uses channels-first layers; only channels-last models are accepted")
 
@@ -123,7 +133,8 @@ def _functional(layers: list[dict], config: dict) -> ModelSummary:
             shapes[name] = _input_shape(layer)
             inputs.append(shapes[name])
             continue
-        shapes[name], count = _layer(layer, [shapes[source] for source in _sources(layer, shapes)])
+        sources = [shapes[source] for source in _sources(layer, shapes)]
+        shapes[name], count = _operation(layer, sources) if layer.get("module") == OPS_MODULE else _layer(layer, sources)
         parameters += count
     outputs = [shapes.get(_history_name(item)) for item in _as_list(config.get("output_layers"))]
     if len(inputs) != 1 or len(outputs) != 1 or outputs[0] is None:
@@ -162,6 +173,27 @@ def _sources(layer: dict, known: dict[str, tuple[int, ...]]) -> list[str]:
 
 
 # --- one layer -----------------------------------------------------------------------------------
+
+
+def _operation(layer: dict, shapes: list[tuple[int, ...]]) -> tuple[tuple[int, ...], int]:
+    """An arithmetic node (``x + 3.0``, ``x * y``): tensors and plain numbers in, their broadcast shape out."""
+    node = layer["inbound_nodes"][0]
+    constants = [arg for arg in node.get("args") or [] if not (isinstance(arg, dict) and arg.get("class_name") == "__keras_tensor__")]
+    if node.get("kwargs") or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in constants):
+        raise ConfigRefused(f"its {layer['class_name']} operation takes something other than tensors and numbers")
+    return _broadcast(layer["class_name"], shapes), 0
+
+
+def _broadcast(kind: str, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """The shape of an element-wise result: sizes line up from the right, a size of 1 stretches."""
+    rank = max(len(shape) for shape in shapes)
+    output = []
+    for axis in range(-rank, 0):
+        sizes = {shape[axis] for shape in shapes if len(shape) >= -axis} - {1}
+        if len(sizes) > 1:
+            raise ConfigRefused(f"its {kind} layer combines inputs of shapes {shapes} that do not line up")
+        output.append(sizes.pop() if sizes else 1)
+    return tuple(output)
 
 
 def _is_size(value) -> bool:
@@ -216,6 +248,11 @@ def _shape_and_parameters(kind: str, config: dict, shapes: list[tuple[int, ...]]
         return shape, 0
     if kind in _MERGE or kind == "Concatenate":
         return _merge(kind, config, shapes)
+    if kind == "Normalization":
+        return shape, _normalization_parameters(config, shape)
+    if kind == "Resizing":
+        height, width, channels = _image(shape, kind)
+        return (_int(config, "height"), _int(config, "width"), channels), 0
     if kind in ("BatchNormalization", "LayerNormalization"):
         scale_and_offset = bool(config.get("center", True)) + bool(config.get("scale", True))
         moving = 2 if kind == "BatchNormalization" else 0  # moving mean and variance
@@ -247,13 +284,28 @@ def _prelu_parameters(config: dict, shape: tuple[int, ...]) -> int:
     return math.prod(size for axis, size in enumerate(shape, start=1) if axis not in shared)
 
 
+def _normalization_parameters(config: dict, shape: tuple[int, ...]) -> int:
+    """Adapted mean and variance along ``axis`` (counted with the batch axis) and the sample count; none when fixed in the config."""
+    if config.get("mean") is not None or config.get("variance") is not None:
+        return 0
+    axes = config.get("axis", -1)
+    axes = [] if axes is None else [axes] if isinstance(axes, int) else axes
+    if not isinstance(axes, list) or not all(_is_axis(a, len(shape)) for a in axes):
+        raise ConfigRefused("its Normalization layer's axis is not understood")
+    kept = {a if a > 0 else len(shape) + 1 + a for a in axes}
+    return 2 * math.prod(shape[a - 1] for a in kept) + 1
+
+
+def _is_axis(value, rank: int) -> bool:
+    """An axis of a tensor of ``rank`` image dimensions plus the batch axis, other than the batch axis."""
+    return isinstance(value, int) and not isinstance(value, bool) and value != 0 and -rank <= value <= rank
+
+
 def _merge(kind: str, config: dict, shapes: list[tuple[int, ...]]) -> tuple[tuple[int, ...], int]:
     if len(shapes) < 2:
         raise ConfigRefused(f"its {kind} layer merges fewer than two inputs")
     if kind != "Concatenate":
-        if len(set(shapes)) != 1:
-            raise ConfigRefused(f"its {kind} layer merges inputs of different shapes {shapes}")
-        return shapes[0], 0
+        return _broadcast(kind, shapes), 0  # squeeze-and-excitation multiplies (h, w, c) by (1, 1, c)
     if config.get("axis", -1) not in (-1, len(shapes[0])) or len({shape[:-1] for shape in shapes}) != 1:
         raise ConfigRefused("its Concatenate layer joins inputs that do not line up")
     return (*shapes[0][:-1], sum(shape[-1] for shape in shapes)), 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import struct
@@ -17,7 +18,7 @@ import pytest
 from markdown_it import MarkdownIt
 from PIL import Image, ImageDraw
 
-from dcnn_core import build, custom_data, export, images, keras_check, safe_zip, spec
+from dcnn_core import backbones, build, custom_data, export, images, keras_check, safe_zip, spec
 from dcnn_core.custom_data import ImportOptions
 from dcnn_core.runtime import import_keras
 from ui.text import plain, plain_text
@@ -150,6 +151,69 @@ def test_a_layer_type_outside_the_allow_list_is_refused(tiny_keras):
 
     with pytest.raises(export.ImportRefused, match="layer type 'Conv3D'"):
         export.import_keras_model(_replace_members(tiny_keras, conv3d), "odd.keras", (16, 16, 1), 6)
+
+
+@pytest.fixture(scope="module")
+def mobilenet_keras() -> tuple[bytes, int]:
+    """MobileNetV3-Small (random weights, input 32) on 20×20 grey images, exported as the Predict page does; and its parameters."""
+    design = backbones.default_spec("mobilenet_v3_small", weights="random")
+    design = dataclasses.replace(design, backbone=dataclasses.replace(design.backbone, input_size=32))
+    model = build.build_model(design, (20, 20, 1), 3)
+    return export.export_keras(model), model.count_params()
+
+
+@pytest.mark.parametrize("name", list(backbones.CATALOGUE))
+def test_an_exported_backbone_model_imports_and_counts_as_keras_does(name, mobilenet_keras):
+    if name == "mobilenet_v3_small":
+        data, parameters = mobilenet_keras
+    else:
+        design = backbones.default_spec(name, weights="random")
+        design = dataclasses.replace(design, backbone=dataclasses.replace(design.backbone, input_size=32))
+        model = build.build_model(design, (20, 20, 1), 3)
+        data, parameters = export.export_keras(model), model.count_params()
+    summary = keras_check.summarise(json.loads(zipfile.ZipFile(io.BytesIO(data)).read("config.json")))
+    assert (summary.parameters, summary.input_shape, summary.output_shape) == (parameters, (20, 20, 1), (3,))
+    imported = export.import_keras_model(data, f"{name}.keras", (20, 20, 1), 3)
+    assert imported.count_params() == parameters
+    probabilities = imported.predict(np.full((2, 20, 20, 1), 128, "uint8"), verbose=0)
+    assert probabilities.shape == (2, 3) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
+
+
+def _first(config: dict, module: str) -> dict:
+    return next(layer for layer in config["config"]["layers"] if layer.get("module") == module)
+
+
+def _to_lambda(config: dict) -> None:
+    layer = _first(config, keras_check.OPS_MODULE)  # an arithmetic node (x + 3.0) turned into a Lambda layer
+    layer.update(module="keras.layers", class_name="Lambda", registered_name=None)
+    layer["config"]["function"] = {"class_name": "__lambda__", "config": {"code": "4wEAAAAAAAAA", "defaults": None, "closure": None}}
+
+
+def _custom_op(config: dict) -> None:
+    _first(config, keras_check.OPS_MODULE)["class_name"] = "Einsum"
+
+
+def _registered_layer(config: dict) -> None:
+    _first(config, "keras.layers")["registered_name"] = "my_package>Rescaling"
+
+
+def _string_constant(config: dict) -> None:
+    _first(config, keras_check.OPS_MODULE)["inbound_nodes"][0]["args"][1] = {"class_name": "function", "config": "os.system"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_to_lambda, "Lambda layer"),
+        (_custom_op, "operation 'Einsum'"),
+        (_registered_layer, "outside Keras's own layers"),
+        (_string_constant, "something other than tensors and numbers"),
+    ],
+)
+def test_a_backbone_model_opens_no_door_to_code(mobilenet_keras, change, message):
+    crafted = _replace_members(mobilenet_keras[0], change)
+    with pytest.raises(export.ImportRefused, match=message):
+        export.import_keras_model(crafted, "backbone.keras", (20, 20, 1), 3)
 
 
 def test_a_padding_layer_that_would_make_a_giant_image_is_refused():
