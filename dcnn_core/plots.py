@@ -194,6 +194,9 @@ def mean_images_grid(means: np.ndarray, class_names: tuple[str, ...], columns: i
 
 _DIAGRAM_COLOURS = {
     "InputLayer": "#9e9e9e",
+    "Resizing": "#bdbdbd",
+    "Concatenate": "#bdbdbd",  # grey repeated to RGB for a pretrained backbone
+    "Backbone": "#d62728",
     "Conv2D": "#1f77b4",
     "SeparableConv2D": "#17becf",
     "MaxPooling2D": "#ff7f0e",

@@ -80,9 +80,10 @@ def _show_current_prediction(predicted_label: str) -> None:
 
 def _draw_feature_maps(model, image: np.ndarray) -> None:
     maps = dict(explain.feature_maps(model, image))
-    layer = st.selectbox(
-        "Feature maps of layer", list(maps), key="predict_feature_layer", format_func=lambda name: f"{name} {maps[name].shape}"
-    )
+    names, most = list(maps), 8  # a pretrained backbone has dozens of convolutions: offer a handful, evenly spread
+    if len(names) > most:
+        names = [names[round(i * (len(names) - 1) / (most - 1))] for i in range(most)]  # always the first and the last
+    layer = st.selectbox("Feature maps of layer", names, key="predict_feature_layer", format_func=lambda name: f"{name} {maps[name].shape}")
     st.plotly_chart(plots.feature_map_grid(maps[layer], max_channels=16), key="predict_feature_maps")
     st.caption(f"The first 16 of {maps[layer].shape[-1]} channels: bright where the channel's pattern was found.")
 
