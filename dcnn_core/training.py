@@ -506,11 +506,3 @@ def _callback_class():
                 self.model.stop_training = True
 
     return ProgressCallback
-
-
-def __getattr__(name: str):
-    if name == "JobRegistry":  # kept importable from here; it lives in dcnn_core.jobs
-        from dcnn_core.jobs import JobRegistry
-
-        return JobRegistry
-    raise AttributeError(name)

@@ -85,9 +85,6 @@ with diagram_tab:
     if analysis.ok:
         st.plotly_chart(plots.architecture_diagram(analysis.layers), key="model_diagram", config={"displayModeBar": False})
 with code_tab:
-    if spec.backbone is not None:
-        st.info("The standalone script does not cover pretrained backbones yet; the experiment file (Train page) does.")
-    else:
-        model_view.keras_code(spec, dataset, analysis)
+    model_view.keras_code(spec, dataset, analysis)
 with compare_tab:
     model_view.comparison(spec, dataset, analysis)

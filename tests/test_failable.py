@@ -15,6 +15,7 @@ import pytest
 
 from dcnn_core import datasets, settings, spec, training
 from dcnn_core.evaluation import accuracy_and_loss, predict_probabilities
+from dcnn_core.jobs import JobRegistry
 from dcnn_core.training_config import TrainConfig
 
 LOSS_TOLERANCE = 1e-4  # Keras's float32 batch means vs. our own mean over the same images
@@ -196,7 +197,7 @@ def _wait(predicate, timeout: float = 60.0) -> bool:
 
 
 def test_the_idle_reaper_stops_only_jobs_unseen_for_longer_than_the_limit(digits):
-    registry = training.JobRegistry(max_concurrent=1, idle_stop_s=60)
+    registry = JobRegistry(max_concurrent=1, idle_stop_s=60)
     job = registry.submit(training.TrainingJob(spec.preset("Simple CNN"), digits, TrainConfig(epochs=50, batch_size=8), owner="idle"))
     try:
         assert _wait(lambda: job.snapshot().batch >= 1), job.snapshot().message
@@ -217,7 +218,7 @@ def test_the_idle_reaper_stops_only_jobs_unseen_for_longer_than_the_limit(digits
 
 
 def test_the_idle_reaper_evicts_ended_runs_its_callback_accepts(tiny_shapes):
-    registry = training.JobRegistry(max_concurrent=1, idle_stop_s=60)
+    registry = JobRegistry(max_concurrent=1, idle_stop_s=60)
     handed_over = []
     registry.on_evict = lambda job: handed_over.append(job) or True
     job = _train(tiny_shapes, TrainConfig(epochs=1, batch_size=32))

@@ -5,6 +5,7 @@ import pytest
 
 from dcnn_core import datasets, runs, spec, training
 from dcnn_core.evaluation import predict_probabilities
+from dcnn_core.jobs import JobRegistry
 from dcnn_core.training_config import Augmentation, TrainConfig, schedule_preview
 
 SHAPES_REF = {"key": "shapes", "options": {"count_per_class": 30, "image_size": 16, "seed": 1}}
@@ -98,7 +99,7 @@ def test_augmentation_and_class_weights_train(tiny_shapes):
 
 
 def test_idle_jobs_are_stopped(digits):
-    registry = training.JobRegistry(max_concurrent=1, idle_stop_s=None)
+    registry = JobRegistry(max_concurrent=1, idle_stop_s=None)
     job = registry.submit(training.TrainingJob(spec.preset("Simple CNN"), digits, TrainConfig(epochs=50, batch_size=8)))
     registry.idle_stop_s = 60
     job.last_seen -= 120
@@ -116,7 +117,7 @@ def test_training_config_json_errors_name_the_field():
 
 def test_idle_ended_runs_leave_memory_only_when_saved(tiny_shapes, tmp_path):
     store = runs.RunStore(tmp_path / "runs")
-    registry = training.JobRegistry(max_concurrent=1)
+    registry = JobRegistry(max_concurrent=1)
     saved = _train(tiny_shapes, TrainConfig(epochs=1, batch_size=32), store)
     unsaved = _train(tiny_shapes, TrainConfig(epochs=1, batch_size=32))
     for job in (saved, unsaved):
@@ -152,7 +153,7 @@ def test_a_saved_run_that_claims_to_be_running_is_refused(tiny_shapes, tmp_path)
 
 
 def test_eviction_refused_by_the_callback_keeps_the_run(tiny_shapes):
-    registry = training.JobRegistry(max_concurrent=1)
+    registry = JobRegistry(max_concurrent=1)
     job = _train(tiny_shapes, TrainConfig(epochs=1, batch_size=32))
     registry.add_ended(job)
     job.last_seen -= 3600

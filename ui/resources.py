@@ -144,6 +144,11 @@ def load_dataset(choice: datasets.DatasetChoice) -> datasets.Dataset:
         raise
 
 
+def fallback_dataset() -> datasets.DatasetChoice:
+    """The offline stand-in: Shapes, as many per class as the server's ``DCNN_STANDIN_IMAGES_PER_CLASS`` says."""
+    return datasets.DatasetChoice("shapes", {**state.FALLBACK_DATASET.options, "count_per_class": settings().standin_images_per_class})
+
+
 @dataclass(frozen=True)
 class Resolved:
     """What a data-set lookup found: the set, the choice it answers (titled), and a notice when it stands in for another."""
@@ -166,7 +171,7 @@ def resolve_dataset(choice: datasets.DatasetChoice) -> Resolved:
             return Resolved(dataset, choice.titled(dataset.title))
         except datasets.DatasetUnavailable as error:
             notice = f"{error} Showing Shapes for now."
-    fallback = state.fallback_dataset()
+    fallback = fallback_dataset()
     dataset = load_dataset(fallback)
     return Resolved(dataset, fallback.titled(dataset.title), notice)
 

@@ -92,14 +92,6 @@ def use_dataset(choice: DatasetChoice, notice: str | None = None) -> None:
     st.session_state[DATASET_NOTICE] = notice
 
 
-def fallback_dataset() -> DatasetChoice:
-    """The offline stand-in: Shapes, as many per class as the server's ``DCNN_STANDIN_IMAGES_PER_CLASS`` says."""
-    from ui import resources
-
-    per_class = resources.settings().standin_images_per_class
-    return DatasetChoice("shapes", {**FALLBACK_DATASET.options, "count_per_class": per_class})
-
-
 def model_spec_state() -> model_spec.ModelSpec:
     return st.session_state[MODEL_SPEC]
 
