@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from dcnn_core import experiment, typed_dict
+from dcnn_core.datasets import DatasetChoice
 from dcnn_core.spec import ConvBlock, ModelSpec
 from dcnn_core.training_config import TrainConfig
 
@@ -75,7 +76,7 @@ def test_failing_path_blames_the_field_that_breaks_validation():
     ],
 )
 def test_experiment_files_name_the_path_of_the_bad_field(change, message):
-    data = experiment.create(ModelSpec(name="t", blocks=[ConvBlock()]), {"key": "shapes", "options": {}}, TrainConfig()).to_dict()
+    data = experiment.create(ModelSpec(name="t", blocks=[ConvBlock()]), DatasetChoice("shapes", {}), TrainConfig()).to_dict()
     change(data)
     with pytest.raises(ValueError) as error:
         experiment.Experiment.from_dict(data)
