@@ -230,11 +230,11 @@ def test_model_page_block_buttons_duplicate_move_and_remove(app):
     _goto(app, "model")
     app.selectbox(key="model_preset").set_value("Simple CNN").run()
     app.button(key="model_b0_duplicate").click().run()
-    assert app.session_state["model_block_count"] == 3
-    assert [app.session_state[f"model_b{i}_filters"] for i in range(3)] == [32, 32, 64]
+    assert app.session_state["model_block_count"] == 4
+    assert [app.session_state[f"model_b{i}_filters"] for i in range(4)] == [32, 32, 64, 128]
     app.button(key="model_b2_up").click().run()
-    assert [app.session_state[f"model_b{i}_filters"] for i in range(3)] == [32, 64, 32]
+    assert [app.session_state[f"model_b{i}_filters"] for i in range(4)] == [32, 64, 32, 128]
     app.button(key="model_b0_remove").click().run()
     assert not app.exception
-    assert [app.session_state[f"model_b{i}_filters"] for i in range(2)] == [64, 32]
+    assert [app.session_state[f"model_b{i}_filters"] for i in range(3)] == [64, 32, 128]
     assert app.session_state["model_spec"].name == "Simple CNN (edited)"

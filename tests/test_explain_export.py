@@ -80,8 +80,8 @@ def test_most_confident_errors_are_wrong_and_sorted(result, tiny_shapes):
 
 def test_feature_maps_one_per_convolution_with_their_shapes(trained_job, tiny_shapes):
     maps = explain.feature_maps(trained_job.model, tiny_shapes.x_test[0])
-    assert [name for name, _ in maps] == ["block1_conv1", "block2_conv1"]
-    assert [array.shape for _, array in maps] == [(16, 16, 32), (8, 8, 64)]
+    assert [name for name, _ in maps] == ["block1_conv1", "block2_conv1", "block3_conv1"]
+    assert [array.shape for _, array in maps] == [(16, 16, 32), (8, 8, 64), (4, 4, 128)]
     # The first map is the first convolution applied to the rescaled image.
     model = trained_job.model
     rescaled = model.get_layer("rescale")(tiny_shapes.x_test[:1].astype(np.float32))
@@ -110,7 +110,7 @@ def test_grad_cam_is_input_sized_in_unit_range_and_depends_on_the_class(trained_
     first = explain.grad_cam(trained_job.model, image, predicted)
     second = explain.grad_cam(trained_job.model, image, other)
     for heatmap in (first, second):
-        assert heatmap.method == explain.GRAD_CAM and heatmap.layer == "block2_conv1"
+        assert heatmap.method == explain.GRAD_CAM and heatmap.layer == "block3_conv1"
         assert heatmap.values.shape == (16, 16)
         assert heatmap.values.min() >= 0 and heatmap.values.max() <= 1
     assert first.values.max() == pytest.approx(1.0)

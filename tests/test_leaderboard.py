@@ -57,7 +57,7 @@ def test_publish_then_restart_keeps_the_entry_with_its_design_and_settings(tmp_p
     assert loaded.spec.to_dict() == spec.preset("Simple CNN").to_dict()
     assert loaded.config.epochs == 3
     assert loaded.dataset_ref == SHAPES and loaded.dataset_title == "Shapes"
-    assert loaded.summary == "2 conv blocks (32→64 filters) · dense 128 · 1,234 parameters"
+    assert loaded.summary == "3 conv blocks (32→64→128 filters) · dense 128 · 1,234 parameters"
     assert loaded.test_accuracy == pytest.approx(0.9) and loaded.training_s == pytest.approx(12.5)
     assert loaded.published_by("a" * 32) and not loaded.published_by("b" * 32)
     assert "a" * 32 not in path.read_bytes().decode(errors="replace")  # the token that reattaches runs is never stored
