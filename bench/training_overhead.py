@@ -104,7 +104,7 @@ class JobRunner:
         self.images = len(dataset.x_train)
         self.job = training.TrainingJob(spec, dataset, config)
         self.clock = EpochClock()
-        begin, end = training._Lifecycle.on_epoch_begin, training._Lifecycle.on_epoch
+        begin, end = training._Recorder.on_epoch_begin, training._Recorder.on_epoch
 
         def timed_begin(lifecycle):
             self.clock.begin()
@@ -115,7 +115,7 @@ class JobRunner:
             self.clock.end()
             return stop
 
-        training._Lifecycle.on_epoch_begin, training._Lifecycle.on_epoch = timed_begin, timed_end  # the only job of this process
+        training._Recorder.on_epoch_begin, training._Recorder.on_epoch = timed_begin, timed_end  # the only job of this process
         self._train()  # the untimed first epoch
 
     def _train(self) -> None:

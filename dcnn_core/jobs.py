@@ -54,7 +54,7 @@ class JobRegistry:
         self._jobs: dict[str, TrainingJob] = {}
         self._visitors: dict[str, float] = {}  # owner → when their pages last asked for their runs
         if idle_stop_s:
-            threading.Thread(target=self._reap_forever, name="idle-job-reaper", daemon=True).start()
+            threading.Thread(target=IdleReaper(self).reap_forever, name="idle-job-reaper", daemon=True).start()
 
     def submit(self, job: TrainingJob) -> TrainingJob:
         """Start ``job`` (new, or prepared to continue) in a daemon thread; it waits for its first turn."""
@@ -144,9 +144,25 @@ class JobRegistry:
 
     def stop_idle(self, now: float | None = None) -> list[TrainingJob]:
         """Stop active jobs whose owner has not looked at them for ``idle_stop_s``."""
+        return IdleReaper(self).stop_idle(now)
+
+    def evict_idle(self, now: float | None = None) -> list[TrainingJob]:
+        """Drop ended jobs nobody has looked at for ``idle_stop_s``; only those ``on_evict`` accepts (saved on disk)."""
+        return IdleReaper(self).evict_idle(now)
+
+
+class IdleReaper:
+    """Stops trainings nobody watches and lets idle ended runs leave memory (``on_evict`` puts them on disk)."""
+
+    def __init__(self, registry: JobRegistry):
+        self.registry = registry
+        self.idle_stop_s = registry.idle_stop_s
+
+    def stop_idle(self, now: float | None = None) -> list[TrainingJob]:
+        """Stop active jobs whose owner has not looked at them for ``idle_stop_s``."""
         now = time.time() if now is None else now
         stopped = []
-        for job in self.jobs():
+        for job in self.registry.jobs():
             if job.status in ACTIVE_STATES and self.idle_stop_s and now - job.last_seen > self.idle_stop_s:
                 minutes = max(1, round(self.idle_stop_s / 60))
                 job.request_stop(f"Stopped because nobody had looked at it for {minutes} min")
@@ -157,18 +173,18 @@ class JobRegistry:
         """Drop ended jobs nobody has looked at for ``idle_stop_s``; only those ``on_evict`` accepts (saved on disk)."""
         now = time.time() if now is None else now
         evicted = []
-        for job in self.jobs():
-            if self.on_evict is None or not (job.ended and self.idle_stop_s and now - job.last_seen > self.idle_stop_s):
+        for job in self.registry.jobs():
+            if self.registry.on_evict is None or not (job.ended and self.idle_stop_s and now - job.last_seen > self.idle_stop_s):
                 continue
             # Out of the registry first, then handed over: a restore in between finds it in neither place twice.
-            if self.remove(job.job_id):
-                if self.on_evict(job):
+            if self.registry.remove(job.job_id):
+                if self.registry.on_evict(job):
                     evicted.append(job)
                 else:
-                    self.add_ended(job)
+                    self.registry.add_ended(job)
         return evicted
 
-    def _reap_forever(self) -> None:
+    def reap_forever(self) -> None:
         while True:
             time.sleep(min(30.0, max(1.0, (self.idle_stop_s or 60) / 4)))
             try:

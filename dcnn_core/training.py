@@ -304,16 +304,17 @@ class _Lifecycle:
     def __init__(self, job: TrainingJob):
         self.job = job
         self.turns = _Turns(job)
+        self.recorder = _Recorder(job, self.turns)
 
     def run(self) -> None:
         job = self.job
         try:
             if not self.turns.take_turn(first=not job._had_turn):
-                self.finish(STOPPED, "Cancelled before it started." if job.model is None else self.stopped_message())
+                self.finish(STOPPED, "Cancelled before it started." if job.model is None else _stopped_message(self.job))
                 return
             self.train()
         except _StopRequested:
-            self.finish(STOPPED, self.stopped_message())
+            self.finish(STOPPED, _stopped_message(self.job))
         except _Diverged as error:
             self.finish(DIVERGED, str(error))
         except Exception as error:  # any failure ends this job only; the server keeps serving
@@ -363,23 +364,10 @@ class _Lifecycle:
                     log.target_epochs = min(log.target_epochs, log.epoch + job.spec.backbone.fine_tune_epochs)
             phase2 = backbones.fine_tune_config(config, job.spec.backbone)
             if log.fine_tune_from is None:  # phase 2: the top layers unfrozen, batch norm kept in inference mode
-                self.start_fine_tuning(phase2)
+                _start_fine_tuning(job, phase2)
             self.fit_phase(phase2, log.target_epochs, log.fine_tune_from, train, val, per_epoch)
         if job.best_weights is not None and (config.early_stopping or log.epoch < log.target_epochs):
             job.model.set_weights(job.best_weights)
-
-    def start_fine_tuning(self, phase2: TrainConfig) -> None:
-        from dcnn_core import backbones
-        from dcnn_core.runtime import import_keras
-
-        job = self.job
-        backbones.unfreeze_top(job.model, job.spec.backbone.fine_tune_layers)
-        with job.distribution.scope() if job.distribution is not None else contextlib.nullcontext():
-            job.model.compile(optimizer=build_optimizer(import_keras(), phase2), loss="sparse_categorical_crossentropy",
-                              metrics=["accuracy"])  # fmt: skip
-        with job._lock:
-            job._log.fine_tune_from = job._log.epoch
-            job._message = f"Fine-tuning the top {job.spec.backbone.fine_tune_layers} backbone layers…"
 
     def fit_phase(self, config: TrainConfig, end: int, first_epoch: int, train, val, per_epoch: int | None) -> None:
         """``fit`` from the current epoch to ``end`` with ``config``'s schedule (counted from ``first_epoch``)."""
@@ -389,7 +377,7 @@ class _Lifecycle:
         keras, job, data = import_keras(), self.job, self.job.dataset
         if job._log.epoch >= end:
             return
-        callbacks = [_callback_class()(self)]
+        callbacks = [_callback_class()(self.recorder)]
         if config.schedule == "plateau":
             callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.step_factor, patience=config.patience))
         elif config.schedule != "constant":
@@ -409,14 +397,6 @@ class _Lifecycle:
         if len(data.x_test):
             self.job._set(test=accuracy_and_loss(predict_probabilities(self.job.model, data.x_test), data.y_test))
 
-    def stopped_message(self) -> str:
-        job = self.job
-        with job._lock:
-            where = f"epoch {job._log.epoch + 1}, batch {job._log.batch}"
-        if job._stop_reason:
-            return f"{job._stop_reason} (at {where}). The model trained so far is kept."
-        return f"Stopped by you at {where}. The model trained so far is kept."
-
     def finish(self, status: Status, message: str, details: str = "") -> None:
         """Save (``on_end``), then publish the outcome: nobody sees 'finished' before the run is saved."""
         job = self.job
@@ -434,7 +414,13 @@ class _Lifecycle:
         job._set(status=status, message=message, details=details)
         job._ended.set()
 
-    # --- called by the Keras callback, on the worker thread -------------------------------------
+
+class _Recorder:
+    """What the Keras callback reports, on the worker thread: batches and epochs into the log; divergence; early stopping."""
+
+    def __init__(self, job: TrainingJob, turns: _Turns):
+        self.job, self.turns = job, turns
+        self.epoch_compute = 0.0
 
     def on_batch(self, batch: int, logs: dict) -> None:
         job = self.job
@@ -466,6 +452,28 @@ class _Lifecycle:
         return job.config.early_stopping and since_best is not None and since_best >= job.config.patience
 
 
+def _start_fine_tuning(job: TrainingJob, phase2: TrainConfig) -> None:
+    """Phase 2 begins: the top backbone layers unfrozen (batch norm never), compiled again at the lower rate."""
+    from dcnn_core import backbones
+    from dcnn_core.runtime import import_keras
+
+    backbones.unfreeze_top(job.model, job.spec.backbone.fine_tune_layers)
+    with job.distribution.scope() if job.distribution is not None else contextlib.nullcontext():
+        job.model.compile(optimizer=build_optimizer(import_keras(), phase2), loss="sparse_categorical_crossentropy",
+                          metrics=["accuracy"])  # fmt: skip
+    with job._lock:
+        job._log.fine_tune_from = job._log.epoch
+        job._message = f"Fine-tuning the top {job.spec.backbone.fine_tune_layers} backbone layers…"
+
+
+def _stopped_message(job: TrainingJob) -> str:
+    with job._lock:
+        where = f"epoch {job._log.epoch + 1}, batch {job._log.batch}"
+    if job._stop_reason:
+        return f"{job._stop_reason} (at {where}). The model trained so far is kept."
+    return f"Stopped by you at {where}. The model trained so far is kept."
+
+
 def _fine_tune_epochs(spec: ModelSpec) -> int:
     """Epochs of phase 2 (fine-tuning a pretrained backbone), 0 for a design trained from scratch."""
     backbone = getattr(spec, "backbone", None)
@@ -487,22 +495,22 @@ def _callback_class():
     class ProgressCallback(keras.callbacks.Callback):
         """Feeds a job's progress; takes turns; stops training on request, divergence or early stopping."""
 
-        def __init__(self, lifecycle: _Lifecycle):
+        def __init__(self, recorder: _Recorder):
             super().__init__()
-            self.lifecycle = lifecycle
+            self.recorder = recorder
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.lifecycle.on_epoch_begin()
+            self.recorder.on_epoch_begin()
 
         def on_train_batch_end(self, batch, logs=None):
-            self.lifecycle.on_batch(batch, logs or {})
+            self.recorder.on_batch(batch, logs or {})
 
         def on_test_batch_end(self, batch, logs=None):
-            self.lifecycle.turns.between_batches()
+            self.recorder.turns.between_batches()
 
         def on_epoch_end(self, epoch, logs=None):
             rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-            if self.lifecycle.on_epoch(epoch, logs or {}, rate):
+            if self.recorder.on_epoch(epoch, logs or {}, rate):
                 self.model.stop_training = True
 
     return ProgressCallback

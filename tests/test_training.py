@@ -58,9 +58,9 @@ def test_stop_ends_within_a_batch_and_keeps_the_weights(digits):
 def test_a_real_nan_loss_stops_with_a_clear_message(tiny_shapes, monkeypatch):
     """A NaN reported by Keras for a batch ends the run as diverged, with the batch named."""
     job = training.TrainingJob(spec.preset("Simple CNN"), tiny_shapes, training.TrainConfig(epochs=2, batch_size=16))
-    original = training._Lifecycle.on_batch
+    original = training._Recorder.on_batch
     poisoned = lambda self, batch, logs: original(self, batch, dict(logs, loss=float("nan")) if batch == 2 else logs)
-    monkeypatch.setattr(training._Lifecycle, "on_batch", poisoned)
+    monkeypatch.setattr(training._Recorder, "on_batch", poisoned)
     job.run()
     progress = job.snapshot()
     assert progress.status == training.DIVERGED
