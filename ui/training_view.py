@@ -213,7 +213,13 @@ def draw_job(job: TrainingJob, was_active: bool) -> None:
             left, right = st.columns([5, 1], vertical_alignment="center")
             left.progress(progress.fraction_done, text=progress_text(progress))
             right.button("Stop", key="train_stop", on_click=job.request_stop, type="primary", use_container_width=True)
-            st.caption(progress.message)
+            others = resources.job_registry().running_count() - 1
+            sharing = (
+                f" · taking turns with {others} other training{'s' if others > 1 else ''}"
+                if others > 0 and progress.status == "running"
+                else ""
+            )
+            st.caption(progress.message + sharing)
         else:
             show_outcome(progress)
             _continue_controls(job, progress)
