@@ -6,7 +6,7 @@ B: ``model.predict(image[None], verbose=0)``.
 C: A again, right after ``keras.backend.clear_session(free_memory=False)`` (not timed). Streamlit calls
 ``keras.backend.clear_session()`` after every script run once Keras is imported, which empties
 TensorFlow's eager kernel cache, so the Predict page's one prediction per run met a cold cache —
-until app.py's ``resources.keep_keras_session()`` stopped it: C is the server as it was before.
+until app.py's ``streamlit_private.keep_keras_session()`` stopped it: C is the server as it was before.
 The model is the "Simple CNN" preset built for 28×28×1 uint8 input and 10 classes (untrained: the
 weights do not change the cost). Each timed call is one uint8 image, alternating A B, B A, … after an
 untimed warm-up (graph tracing), in rotating order; p50 and p95 of each, and the median of the
