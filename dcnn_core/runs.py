@@ -5,9 +5,10 @@ Layout of ``<root>/<run id>/``:
     model.keras   the final model;  best.keras  the weights of the best validation epoch, if any
     data.npz      a user's own images (uint8, compressed), when the run was trained on them and they fit the cap
 
-A run folder is only ever replaced whole: it is written to a staging folder, the old one is renamed
-aside, the new one renamed in, then the old one deleted. Folders left by a crash between those steps
-(``.stage-<id>-*``, ``.old-<id>-*``) are recovered or swept when the runs are next read (``load_all``).
+A run folder is only ever replaced whole (``dcnn_core.atomic_dir``): written to a staging folder, the old
+one renamed aside, the new one renamed in, then the old one deleted. Folders left by a crash between those
+steps (``.stage-<id>-*``, ``.old-<id>-*``) are recovered or swept when the runs are next read (``load_all``).
+A user's own images are kept by ``dcnn_core.run_images``.
 """
 
 from __future__ import annotations
@@ -15,28 +16,22 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
-import shutil
-import tempfile
-import threading
+import shutil  # noqa: F401 -- the crash tests replace runs.shutil.rmtree to kill a save mid-way
 import time
-import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from dcnn_core import datasets
+from dcnn_core import atomic_dir, datasets, run_images
+from dcnn_core.run_images import DATA_FILE, MAX_SAVED_DATA_BYTES, MB  # noqa: F401 -- part of this module's API
 from dcnn_core.spec import ModelSpec
 from dcnn_core.training import ENDED_STATES, Progress, RunDescription, TrainingJob
 from dcnn_core.training_config import TrainConfig
 
 FORMAT = "dcnn-studio-run"
-DATA_FILE = "data.npz"
-MB = 1024 * 1024
-MAX_SAVED_DATA_BYTES = 64 * MB  # a user's own images larger than this (uncompressed) are not kept with the run
+RUN_FILE = "run.json"
 _RUN_ID = re.compile(r"[0-9a-f]{12}")  # secrets.token_hex(6), as dcnn_core.training makes them
-_LEFTOVER = re.compile(r"\.(stage|old)-([0-9a-f]{12})-[0-9a-z_]+")
 
 
 def is_run_id(text: object) -> bool:
@@ -88,19 +83,16 @@ class RunRecord:
 
     @property
     def has_saved_images(self) -> bool:
-        return self.data.get("file") == DATA_FILE and (self.folder / DATA_FILE).is_file()
+        return run_images.is_saved(self.folder, self.data)
 
 
 class RunStore:
-    """Saves ended jobs and reads them back."""
+    """Saves ended jobs and reads them back: one folder per run under ``root``, replaced whole (``atomic_dir``)."""
 
     def __init__(self, root: Path | str, max_data_bytes: int = MAX_SAVED_DATA_BYTES):
         self.root = Path(root)
         self.max_data_bytes = max_data_bytes
-        self._lock = threading.Lock()
-        self._busy: set[str] = set()  # staging and aside folders a save in this process is using
-
-    # --- writing ------------------------------------------------------------------------------
+        self._folders = atomic_dir.AtomicFolders(self.root, _RUN_ID.pattern, marker=RUN_FILE)
 
     def save(self, job: TrainingJob, progress: Progress | None = None) -> Path:
         """Write ``job`` atomically: a crash at any point leaves the previous run or the new one, never neither.
@@ -108,108 +100,17 @@ class RunStore:
         ``progress`` is the outcome to record (a job calls this before it shows as ended).
         """
         run_id = _checked_id(job.job_id)
-        self.root.mkdir(parents=True, exist_ok=True)
-        final = self.root / run_id
-        staging = Path(tempfile.mkdtemp(prefix=f".stage-{run_id}-", dir=self.root))
-        self._hold(staging)
-        try:
-            record = _record(job, progress or job.snapshot())
-            record["data"] = self._write_images(job, staging, final)
-            _write_json(staging / "run.json", record)
-            if job.model is not None:
-                job.model.save(staging / "model.keras")
-                if job.best_weights is not None:
-                    _save_best(job, staging / "best.keras")
-            _sync_tree(staging)
-            self._replace(staging, final)
-            return final
-        finally:
-            self._release(staging)
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
-
-    def _replace(self, staging: Path, final: Path) -> None:
-        """Rename the old run aside, rename the new one in, then delete the old one."""
-        aside = self.root / f".old-{final.name}-{secrets.token_hex(4)}"
-        self._hold(aside)
-        try:
-            if final.exists():
-                _move(final, aside)
-            try:
-                _move(staging, final)
-            except BaseException:
-                if aside.exists() and not final.exists():
-                    _move(aside, final)  # put the previous run back
-                raise
-            _sync_dir(self.root)
-            if aside.exists():
-                shutil.rmtree(aside, ignore_errors=True)  # a leftover is swept at the next start-up
-        finally:
-            self._release(aside)
-
-    def _write_images(self, job: TrainingJob, staging: Path, final: Path) -> dict:
-        """Keep a user's own images with the run (they live nowhere else), within ``max_data_bytes``."""
-        dataset = job.dataset
-        info = {"input_shape": list(dataset.input_shape), "class_names": list(dataset.class_names)}
-        if job.dataset_ref.get("key") in datasets.REGISTRY:
-            return info  # loadable again by name
-        info |= {"key": dataset.key, "title": dataset.title, "source": dataset.source, "light_on_dark": dataset.light_on_dark}
-        previous = final / DATA_FILE
-        if previous.is_file():  # the same run saved again (continued): the same images, already compressed
-            _link_or_copy(previous, staging / DATA_FILE)
-            return info | {"file": DATA_FILE}
-        size = dataset.x_train.nbytes + dataset.x_test.nbytes
-        if size > self.max_data_bytes:
-            note = (f"Its images ({size / MB:.1f} MB) are more than the {self.max_data_bytes / MB:.1f} MB a run keeps, so they were "
-                    "not saved: after a restart it is a summary you can compare and delete, not evaluate or continue.")  # fmt: skip
-            return info | {"file": None, "note": note}
-        label_type = np.uint8 if dataset.num_classes <= 256 else np.uint16
-        np.savez_compressed(
-            staging / DATA_FILE,
-            x_train=dataset.x_train.astype(np.uint8, copy=False), y_train=dataset.y_train.astype(label_type),
-            x_test=dataset.x_test.astype(np.uint8, copy=False), y_test=dataset.y_test.astype(label_type),
-            class_names=np.array(dataset.class_names, dtype=str),
-        )  # fmt: skip
-        return info | {"file": DATA_FILE}
+        with self._folders.staging(run_id) as staging:
+            _write_run(job, progress or job.snapshot(), staging, self.root / run_id, self.max_data_bytes)
+            return self._folders.replace(staging, run_id, move=_move)
 
     def delete(self, run_id: str) -> None:
         """Remove a run folder (renamed aside first, so a crash never leaves half a run that looks whole)."""
-        folder = self.root / _checked_id(run_id)
-        if not folder.is_dir():
-            return
-        aside = self.root / f".old-{run_id}-{secrets.token_hex(4)}"
-        _move(folder, aside)
-        _sync_dir(self.root)
-        shutil.rmtree(aside, ignore_errors=True)
-
-    def _hold(self, folder: Path) -> None:
-        with self._lock:
-            self._busy.add(folder.name)
-
-    def _release(self, folder: Path) -> None:
-        with self._lock:
-            self._busy.discard(folder.name)
-
-    # --- reading ------------------------------------------------------------------------------
+        self._folders.remove(_checked_id(run_id), move=_move)
 
     def recover(self) -> None:
-        """Finish what a crash interrupted: an old run renamed aside with no new one in place goes back;
-        other leftovers (staging folders, old runs already replaced) are deleted."""
-        if not self.root.is_dir():
-            return
-        for folder in sorted(self.root.iterdir()):
-            match = _LEFTOVER.fullmatch(folder.name)
-            with self._lock:
-                busy = folder.name in self._busy
-            if match is None or busy or not folder.is_dir() or folder.is_symlink():
-                continue
-            kind, run_id = match.groups()
-            final = self.root / run_id
-            if kind == "old" and not final.exists() and (folder / "run.json").is_file():
-                _move(folder, final)
-            else:
-                shutil.rmtree(folder, ignore_errors=True)
-        _sync_dir(self.root)
+        """Finish what a crash interrupted: an orphaned old run goes back, other leftovers are deleted."""
+        self._folders.recover(move=_move)
 
     def load_all(self) -> list[RunRecord]:
         """Every readable run under the root, oldest first; unreadable folders are skipped.
@@ -232,58 +133,35 @@ class RunStore:
         return sorted(records, key=lambda record: record.created_at)
 
     def load(self, folder: Path) -> RunRecord:
-        data = json.loads((folder / "run.json").read_text())
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ValueError(f"{folder} is not a DCNN Studio run.")
-        if not is_run_id(data.get("run_id")) or data["run_id"] != folder.name:  # never a path: save() renames by it
-            raise ValueError(f"{folder}: its run id {data.get('run_id')!r} does not match its folder.")
-        if not isinstance(data.get("dataset", {}), dict) or not isinstance(data.get("owner", ""), str):
-            raise ValueError(f"{folder}: 'dataset' must be an object and 'owner' a string.")
-        if not isinstance(data.get("data", {}), dict):
-            raise ValueError(f"{folder}: 'data' must be an object.")
-        if data.get("status") not in ENDED_STATES:  # a saved run never trains: an active status would never end
-            raise ValueError(f"{folder}: a saved run must have ended (status {data.get('status')!r}).")
-        return RunRecord(
-            run_id=data["run_id"],
-            folder=folder,
-            owner=data.get("owner", ""),
-            spec=ModelSpec.from_dict(data["spec"]),
-            config=TrainConfig.from_dict(data["config"]),
-            dataset_ref=data.get("dataset", {}),
-            status=data["status"],
-            message=data.get("message", ""),
-            history={key: [float(v) for v in values] for key, values in data.get("history", {}).items()},
-            created_at=float(data.get("created_at", 0)),
-            elapsed_s=float(data.get("elapsed_s", 0)),
-            test_accuracy=data.get("test_accuracy"),
-            test_loss=data.get("test_loss"),
-            best_epoch=data.get("best_epoch"),
-            parameters=int(data.get("parameters", 0)),
-            strategy=str(data.get("strategy", "default")),
-            data=data.get("data", {}),
-        )
+        """The run saved in ``folder``; ValueError if it is not a whole, ended DCNN Studio run."""
+        return read_record(folder)
 
     def load_images(self, record: RunRecord) -> datasets.Dataset:
         """The user's own images saved with ``record``; ValueError if missing, too large or inconsistent."""
-        if not record.has_saved_images:
-            raise ValueError("This run's images were not kept.")
-        path = record.folder / DATA_FILE
-        with zipfile.ZipFile(path) as archive:  # sizes before reading: a planted file must not fill memory
-            if sum(info.file_size for info in archive.infolist()) > self.max_data_bytes + MB:
-                raise ValueError("This run's saved images are larger than a run may keep.")
-        with np.load(path, allow_pickle=False) as saved:
-            arrays = {name: saved[name] for name in ("x_train", "y_train", "x_test", "y_test", "class_names")}
-        class_names = [str(name) for name in arrays["class_names"]]
-        _check_images(arrays, len(class_names))
-        info = record.data
-        return datasets.make_dataset(
-            str(info.get("key", "custom")), str(info.get("title", record.dataset_ref.get("title", "Your images"))),
-            str(info.get("source", "Your own images, kept with the run")), arrays["x_train"], arrays["y_train"],
-            arrays["x_test"], arrays["y_test"], class_names, bool(info.get("light_on_dark", False)),
-        )  # fmt: skip
+        title = str(record.dataset_ref.get("title", "Your images"))
+        return run_images.load(record.folder, record.data, title, self.max_data_bytes)
 
 
-def _record(job: TrainingJob, progress: Progress) -> dict:
+def _move(source: Path, target: Path) -> None:
+    """One rename (a step of replacing a run; tests make it fail to simulate a crash)."""
+    atomic_dir.rename(source, target)
+
+
+# --- run.json: writing and reading --------------------------------------------------------------------
+
+
+def _write_run(job: TrainingJob, progress: Progress, staging: Path, previous: Path, max_data_bytes: int) -> None:
+    """Everything a run folder holds, written into ``staging``: run.json, its models, a user's own images."""
+    record = _to_json(job, progress)
+    record["data"] = run_images.save(job.dataset, job.dataset_ref, staging, previous, max_data_bytes)
+    (staging / RUN_FILE).write_text(json.dumps(record, indent=1, allow_nan=True), encoding="utf-8")
+    if job.model is not None:
+        job.model.save(staging / "model.keras")
+        if job.best_weights is not None:
+            _save_best(job, staging / "best.keras")
+
+
+def _to_json(job: TrainingJob, progress: Progress) -> dict:
     return {
         "format": FORMAT,
         "version": 1,
@@ -306,56 +184,42 @@ def _record(job: TrainingJob, progress: Progress) -> dict:
     }
 
 
-def _check_images(arrays: dict[str, np.ndarray], num_classes: int) -> None:
-    x_train, x_test = arrays["x_train"], arrays["x_test"]
-    if x_train.dtype != np.uint8 or x_test.dtype != np.uint8 or x_train.ndim != 4 or x_train.shape[1:] != x_test.shape[1:]:
-        raise ValueError("The saved images are not uint8 (N, H, W, C) arrays of one shape.")
-    for x, y in ((x_train, arrays["y_train"]), (x_test, arrays["y_test"])):
-        if y.ndim != 1 or len(y) != len(x) or y.dtype.kind not in "iu" or (len(y) and not 0 <= int(y.min()) <= int(y.max()) < num_classes):
-            raise ValueError("The saved labels do not match the saved images and classes.")
+def read_record(folder: Path) -> RunRecord:
+    """The run saved in ``folder``; ValueError if it is not a whole, ended DCNN Studio run."""
+    data = json.loads((folder / RUN_FILE).read_text())
+    _check_record(folder, data)
+    return RunRecord(
+        run_id=data["run_id"],
+        folder=folder,
+        owner=data.get("owner", ""),
+        spec=ModelSpec.from_dict(data["spec"]),
+        config=TrainConfig.from_dict(data["config"]),
+        dataset_ref=data.get("dataset", {}),
+        status=data["status"],
+        message=data.get("message", ""),
+        history={key: [float(v) for v in values] for key, values in data.get("history", {}).items()},
+        created_at=float(data.get("created_at", 0)),
+        elapsed_s=float(data.get("elapsed_s", 0)),
+        test_accuracy=data.get("test_accuracy"),
+        test_loss=data.get("test_loss"),
+        best_epoch=data.get("best_epoch"),
+        parameters=int(data.get("parameters", 0)),
+        strategy=str(data.get("strategy", "default")),
+        data=data.get("data", {}),
+    )
 
 
-# --- files: rename, link, fsync --------------------------------------------------------------------
-
-
-def _move(source: Path, target: Path) -> None:
-    """One rename (a step of replacing a run; tests make it fail to simulate a crash)."""
-    source.rename(target)
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:  # a file system without hard links
-        shutil.copy2(source, target)
-
-
-def _write_json(path: Path, record: dict) -> None:
-    with open(path, "w", encoding="utf-8") as file:
-        file.write(json.dumps(record, indent=1, allow_nan=True))
-
-
-def _sync_tree(folder: Path) -> None:
-    """fsync every file under ``folder``, then the folders: the data is on disk before the rename makes it the run."""
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and not path.is_symlink():
-            with open(path, "rb") as file:
-                os.fsync(file.fileno())
-    for path in [*sorted(p for p in folder.rglob("*") if p.is_dir()), folder]:
-        _sync_dir(path)
-
-
-def _sync_dir(folder: Path) -> None:
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open a folder: its renames are durable enough there
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
+def _check_record(folder: Path, data: object) -> None:
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{folder} is not a DCNN Studio run.")
+    if not is_run_id(data.get("run_id")) or data["run_id"] != folder.name:  # never a path: save() renames by it
+        raise ValueError(f"{folder}: its run id {data.get('run_id')!r} does not match its folder.")
+    if not isinstance(data.get("dataset", {}), dict) or not isinstance(data.get("owner", ""), str):
+        raise ValueError(f"{folder}: 'dataset' must be an object and 'owner' a string.")
+    if not isinstance(data.get("data", {}), dict):
+        raise ValueError(f"{folder}: 'data' must be an object.")
+    if data.get("status") not in ENDED_STATES:  # a saved run never trains: an active status would never end
+        raise ValueError(f"{folder}: a saved run must have ended (status {data.get('status')!r}).")
 
 
 # --- models and jobs ---------------------------------------------------------------------------------
@@ -409,6 +273,6 @@ def _ended_job(record: RunRecord, dataset, model) -> TrainingJob:
 
 
 __all__ = [
-    "RunRecord", "RunStore", "ENDED_STATES", "default_runs_dir", "is_run_id", "load_model", "restore_job", "restore_summary",
+    "RunRecord", "RunStore", "ENDED_STATES", "default_runs_dir", "is_run_id", "load_model", "read_record", "restore_job", "restore_summary",
     "summary_dataset",
 ]  # fmt: skip
