@@ -1,9 +1,8 @@
-"""The room's leaderboard: published runs in one SQLite file (WAL mode, schema versioned).
+"""The room's leaderboard: published runs in one SQLite file (``dcnn_core.leaderboard_db``).
 
-Each operation opens its own connection, so any thread may call any method; writers wait for
-each other (``busy_timeout``) and the limits are checked inside the writing transaction, so twenty
-sessions publishing at once never exceed them. No model weights are stored: whoever loads a
-design retrains it. Owners are stored as a hash of their token, never the token itself.
+Any thread may call any method (each opens its own connection); the limits are checked inside the
+writing transaction, so twenty sessions publishing at once never exceed them. No model weights are
+stored: whoever loads a design retrains it. Owners are stored as a hash of their token, never the token itself.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from dcnn_core.leaderboard_db import BUSY_TIMEOUT_MS, MIGRATIONS, SCHEMA_VERSION, Database  # noqa: F401 -- part of this module's API
 from dcnn_core.spec import ModelSpec
 from dcnn_core.training_config import TrainConfig
 
@@ -23,34 +23,8 @@ FILE_NAME = "leaderboard.sqlite3"
 MAX_NAME_LENGTH = 40  # characters in a display name
 MAX_ENTRIES_PER_OWNER = 20  # published runs one attendee may have at once
 MAX_ENTRIES = 2000  # in the whole leaderboard
-BUSY_TIMEOUT_MS = 10_000  # how long a writer waits for another one before giving up
 SORT_COLUMNS = {"test_accuracy": "test_accuracy DESC", "training_s": "training_s ASC", "created_at": "created_at DESC"}
 DENSE_BASELINE = "Article baseline"
-
-# Each entry moves the schema one version up; user_version says how many have been applied.
-MIGRATIONS = (
-    """
-    CREATE TABLE entries (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        display_name TEXT NOT NULL,
-        owner_hash TEXT NOT NULL,
-        run_id TEXT NOT NULL,
-        dataset_group TEXT NOT NULL,  -- the data set's key and options as canonical JSON
-        dataset_title TEXT NOT NULL,
-        spec_json TEXT NOT NULL,
-        design_name TEXT NOT NULL,
-        summary TEXT NOT NULL,
-        config_json TEXT NOT NULL,
-        test_accuracy REAL NOT NULL,
-        training_s REAL NOT NULL,
-        created_at REAL NOT NULL,
-        UNIQUE (owner_hash, run_id)
-    );
-    CREATE INDEX entries_by_dataset ON entries (dataset_group, test_accuracy DESC);
-    CREATE INDEX entries_by_owner ON entries (owner_hash);
-    """,
-)
-SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class LeaderboardFull(ValueError):
@@ -125,6 +99,41 @@ def dataset_group(dataset_ref: dict) -> str:
     return json.dumps({"key": str(dataset_ref.get("key", "")), "options": dataset_ref.get("options", {}) or {}}, sort_keys=True)
 
 
+def entry_row(
+    *,
+    owner: str,
+    run_id: str,
+    display_name: str,
+    dataset_ref: dict,
+    dataset_title: str,
+    spec: ModelSpec,
+    parameters: int | None,
+    config: TrainConfig,
+    test_accuracy: float,
+    training_s: float,
+) -> dict:
+    """A run to publish, checked and as its database row; ValueError with a message a user can act on."""
+    name = check_display_name(display_name)
+    if not owner:
+        raise ValueError("Only a signed-in session can publish.")
+    if not 0.0 <= float(test_accuracy) <= 1.0:
+        raise ValueError("A published run needs a test accuracy from 0 to 1.")
+    return {
+        "display_name": name,
+        "owner_hash": owner_hash(owner),
+        "run_id": run_id,
+        "dataset_group": dataset_group(dataset_ref),
+        "dataset_title": str(dataset_title)[:200],
+        "spec_json": json.dumps(spec.to_dict()),
+        "design_name": spec.name[:200],
+        "summary": design_summary(spec, parameters),
+        "config_json": json.dumps(config.to_dict()),
+        "test_accuracy": float(test_accuracy),
+        "training_s": float(training_s),
+        "created_at": time.time(),
+    }
+
+
 class Leaderboard:
     """Published runs in ``path``; created (and migrated) on first use."""
 
@@ -132,42 +141,11 @@ class Leaderboard:
         self.path = Path(path)
         self.max_per_owner = max_per_owner
         self.max_entries = max_entries
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._migrate()
-
-    # --- connections and schema -------------------------------------------------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        connection.row_factory = sqlite3.Row
-        return connection
-
-    def _migrate(self) -> None:
-        connection = self._connect()
-        try:
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("BEGIN IMMEDIATE")  # one migrator at a time; the others see the result
-            version = connection.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                connection.execute("ROLLBACK")
-                raise RuntimeError(f"{self.path} has schema version {version}; this app knows up to {SCHEMA_VERSION}.")
-            for number in range(version, SCHEMA_VERSION):
-                for statement in MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        connection.execute(statement)
-            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            connection.execute("COMMIT")
-        finally:
-            connection.close()
+        self._database = Database(self.path)
 
     @property
     def schema_version(self) -> int:
-        connection = self._connect()
-        try:
-            return connection.execute("PRAGMA user_version").fetchone()[0]
-        finally:
-            connection.close()
+        return self._database.schema_version
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -186,47 +164,21 @@ class Leaderboard:
         training_s: float,
     ) -> Entry:
         """Add a run (or rename it, if this owner published it already); raises ValueError."""
-        name = check_display_name(display_name)
-        if not owner:
-            raise ValueError("Only a signed-in session can publish.")
-        if not 0.0 <= float(test_accuracy) <= 1.0:
-            raise ValueError("A published run needs a test accuracy from 0 to 1.")
-        row = {
-            "display_name": name,
-            "owner_hash": owner_hash(owner),
-            "run_id": run_id,
-            "dataset_group": dataset_group(dataset_ref),
-            "dataset_title": str(dataset_title)[:200],
-            "spec_json": json.dumps(spec.to_dict()),
-            "design_name": spec.name[:200],
-            "summary": design_summary(spec, parameters),
-            "config_json": json.dumps(config.to_dict()),
-            "test_accuracy": float(test_accuracy),
-            "training_s": float(training_s),
-            "created_at": time.time(),
-        }
-        connection = self._connect()
-        try:
-            connection.execute("BEGIN IMMEDIATE")  # the counts below hold until COMMIT
+        row = entry_row(owner=owner, run_id=run_id, display_name=display_name, dataset_ref=dataset_ref, dataset_title=dataset_title,
+                        spec=spec, parameters=parameters, config=config, test_accuracy=test_accuracy, training_s=training_s)  # fmt: skip
+        with self._database.transaction() as connection:  # the counts checked below hold until COMMIT
             existing = connection.execute(
-                "SELECT id FROM entries WHERE owner_hash = ? AND run_id = ?", (row["owner_hash"], run_id)
+                "SELECT id FROM entries WHERE owner_hash = ? AND run_id = ?", (row["owner_hash"], row["run_id"])
             ).fetchone()
             if existing is not None:
-                connection.execute("UPDATE entries SET display_name = ? WHERE id = ?", (name, existing["id"]))
+                connection.execute("UPDATE entries SET display_name = ? WHERE id = ?", (row["display_name"], existing["id"]))
                 entry_id = existing["id"]
             else:
                 self._check_room(connection, row["owner_hash"])
                 columns = ", ".join(row)
                 cursor = connection.execute(f"INSERT INTO entries ({columns}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
                 entry_id = cursor.lastrowid
-            connection.execute("COMMIT")
             return _entry(connection.execute("SELECT * FROM entries WHERE id = ?", (entry_id,)).fetchone())
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
-        finally:
-            connection.close()
 
     def _check_room(self, connection: sqlite3.Connection, owner: str) -> None:
         mine = connection.execute("SELECT COUNT(*) FROM entries WHERE owner_hash = ?", (owner,)).fetchone()[0]
@@ -238,27 +190,16 @@ class Leaderboard:
 
     def withdraw(self, entry_id: int, owner: str) -> bool:
         """Remove an entry, only for its author; True if one was removed."""
-        return self._write("DELETE FROM entries WHERE id = ? AND owner_hash = ?", (int(entry_id), owner_hash(owner))) > 0
+        return self._database.execute("DELETE FROM entries WHERE id = ? AND owner_hash = ?", (int(entry_id), owner_hash(owner))) > 0
 
     def clear(self) -> int:
         """Remove every entry (the instructor's button); returns how many there were."""
-        return self._write("DELETE FROM entries", ())
-
-    def _write(self, sql: str, parameters: tuple) -> int:
-        connection = self._connect()
-        try:
-            return connection.execute(sql, parameters).rowcount
-        finally:
-            connection.close()
+        return self._database.execute("DELETE FROM entries")
 
     # --- reading ----------------------------------------------------------------------------
 
     def _read(self, sql: str, parameters: tuple = ()) -> list[Entry]:
-        connection = self._connect()
-        try:
-            return [_entry(row) for row in connection.execute(sql, parameters).fetchall()]
-        finally:
-            connection.close()
+        return [_entry(row) for row in self._database.fetch(sql, parameters)]
 
     def load(self, entry_id: int) -> Entry | None:
         """One entry, with its design and training settings ready to use."""
@@ -284,11 +225,7 @@ class Leaderboard:
 
     def display_names(self) -> dict[str, str]:
         """Owner hash → the name of their latest published run."""
-        connection = self._connect()
-        try:
-            rows = connection.execute("SELECT owner_hash, display_name FROM entries ORDER BY created_at").fetchall()
-        finally:
-            connection.close()
+        rows = self._database.fetch("SELECT owner_hash, display_name FROM entries ORDER BY created_at")
         return {row["owner_hash"]: row["display_name"] for row in rows}
 
     def published_run(self, owner: str, run_id: str) -> Entry | None:
@@ -314,4 +251,7 @@ def _entry(row: sqlite3.Row) -> Entry:
     )
 
 
-__all__ = ["Entry", "Leaderboard", "LeaderboardFull", "anonymous_id", "check_display_name", "design_summary", "owner_hash"]
+__all__ = [
+    "Entry", "Leaderboard", "LeaderboardFull", "anonymous_id", "check_display_name", "dataset_group", "design_summary", "entry_row",
+    "owner_hash",
+]  # fmt: skip
