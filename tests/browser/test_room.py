@@ -52,7 +52,7 @@ class Attendee:
 
 
 @pytest.fixture
-def room(chromium_browser, room_server):
+def room(request, chromium_browser, room_server):
     contexts = [chromium_browser.new_context(viewport=VIEWPORT) for _ in range(ATTENDEES)]
     attendees = []
     for number, context in enumerate(contexts, start=1):
@@ -63,14 +63,14 @@ def room(chromium_browser, room_server):
         attendees.append(Attendee(f"attendee {number}", page))
     try:
         yield attendees
-    except BaseException:
-        raise
     finally:
-        for attendee in attendees:
-            try:
-                attendee.page.screenshot(path=str(ARTIFACTS / f"room-{attendee.name.replace(' ', '-')}.png"), timeout=10_000)
-            except Exception:  # the screenshots are evidence only
-                pass
+        report = getattr(request.node, "report_call", None)
+        if report is not None and report.failed:  # evidence: what each attendee saw, and the server's log
+            for attendee in attendees:
+                try:
+                    attendee.page.screenshot(path=str(ARTIFACTS / f"room-{attendee.name.replace(' ', '-')}.png"), timeout=10_000)
+                except Exception:  # the page may be what broke
+                    pass
         for context in contexts:
             context.close()
 
