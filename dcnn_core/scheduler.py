@@ -92,7 +92,8 @@ class FairScheduler:
             return None
         with self._cond:
             first_turn = self._first_turn_s
-        return (math.ceil(place / self.slots) - 1) * first_turn + self.slice_s
+        # Those ahead take their first turns (build and first batches), then ours begins with our own build.
+        return math.ceil(place / self.slots) * first_turn + self.slice_s
 
     def waiting_count(self) -> int:
         with self._cond:
