@@ -34,9 +34,7 @@ def import_keras():
             threads = _threads or load_settings().tf_threads
             try:
                 tf.config.threading.set_intra_op_parallelism_threads(threads)
-                # At least two inter-op threads: with one, the input pipeline's gather and prefetch queued behind the
-                # training step and a room's compute slot sat mostly idle (bench/room.py, BENCHMARKS.md §9).
-                tf.config.threading.set_inter_op_parallelism_threads(max(2, threads))
+                tf.config.threading.set_inter_op_parallelism_threads(threads)
             except RuntimeError:
                 pass  # TensorFlow already ran an op (e.g. in a notebook); keep its settings
             _configured = True
