@@ -65,6 +65,22 @@ def _forget(key: int) -> None:
         _shared.pop(key, None)
 
 
+def _without_autotune(data):
+    """No tf.data autotuning and no added parallel map: no helper threads beyond one prefetch per pipeline.
+
+    In a room, dozens of paused pipelines live at once. With autotuning each has a model thread
+    and a parallel-map runner; seen here (gdb, 10 attendees): the job holding the turn sat idle in
+    the iterator's destructor at each epoch's end, waiting for those threads to wind down. A gather of
+    32 small images needs neither.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.experimental_optimization.map_parallelization = False
+    return data.with_options(options)
+
+
 def training_dataset(x: np.ndarray, y: np.ndarray, indices: np.ndarray, config: TrainConfig, images_per_epoch: int | None = None):
     """Shuffled, batched, optionally augmented, prefetched batches of ``x[indices]``, gathered from shared tensors.
 
@@ -82,7 +98,7 @@ def training_dataset(x: np.ndarray, y: np.ndarray, indices: np.ndarray, config: 
     pipeline = augmentation_layers(config.augmentation, config.seed)
     if pipeline is not None:
         data = data.map(lambda images, labels: (pipeline(tf.cast(images, tf.float32), training=True), labels))
-    return data.prefetch(2)
+    return _without_autotune(data.prefetch(2))
 
 
 def evaluation_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, indices: np.ndarray | None = None):
@@ -90,10 +106,10 @@ def evaluation_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, indices: n
     import tensorflow as tf
 
     if indices is None:
-        return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(2)
+        return _without_autotune(tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(2))
     images, labels = shared_tensors(x, y)
     data = tf.data.Dataset.from_tensor_slices(np.asarray(indices, np.int32)).batch(batch_size)
-    return data.map(lambda batch: (tf.gather(images, batch), tf.gather(labels, batch))).prefetch(2)
+    return _without_autotune(data.map(lambda batch: (tf.gather(images, batch), tf.gather(labels, batch))).prefetch(2))
 
 
 def batches_per_epoch(train_images: int, batch_size: int, images_per_epoch: int | None = None) -> int:
