@@ -93,7 +93,8 @@ class ProgressLog:
     best_epoch: int | None = None
     fine_tune_from: int | None = None  # epochs done when fine-tuning a pretrained backbone began
     version: int = 0
-    _thin: int = 1  # record one batch in every _thin, doubling when the points are full
+    _thin: int = 1  # record one report in every _thin, doubling when the points are full
+    _reports: int = 0  # batch reports so far (one per batch, or per chunk of batches run in one call)
     _session_start_step: int = 0  # global batch index where this training session began
     _session_started_at: float | None = None
     _computing_s: float = 0.0  # seconds this session actually computed (waiting for a turn excluded)
@@ -110,8 +111,10 @@ class ProgressLog:
         self._computing_s += seconds
 
     def record_batch(self, batch: int, loss: float, accuracy: float) -> None:
+        """``batch``: 0-based index of the last batch done in this epoch (Keras reports chunks by their last batch)."""
         self.batch = batch + 1
-        if batch % self._thin == 0:
+        self._reports += 1
+        if (self._reports - 1) % self._thin == 0:
             self.batch_steps.append(self.epoch + self.batch / max(1, self.batches_per_epoch))
             self.batch_loss.append(loss)
             self.batch_accuracy.append(accuracy)

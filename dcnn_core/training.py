@@ -41,6 +41,10 @@ QUEUED, RUNNING, FINISHED, STOPPED, FAILED, DIVERGED = (Status.QUEUED, Status.RU
                                                         Status.FAILED, Status.DIVERGED)  # fmt: skip
 DIVERGED_LOSS = 1e6  # cross-entropy starts near ln(classes); a mean loss this big means the weights blew up
 WAITING = "Waiting for its first turn at the processor…"
+# Batches Keras runs per call into TensorFlow (``steps_per_execution``): the same results, less Python per batch —
+# which matters in a room, where every training's loop shares the interpreter with the web server. Curves,
+# turns and Stop then move every few batches.
+BATCHES_PER_CALL = 4
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,8 @@ class _Diverged(Exception):
 _seed_lock = threading.Lock()  # Keras's seed is process-wide: set it and build under one lock
 
 
-def build_and_compile(spec: ModelSpec, dataset: Dataset, config: TrainConfig, max_parameters: int | None = None):
+def build_and_compile(spec: ModelSpec, dataset: Dataset, config: TrainConfig, max_parameters: int | None = None,
+                      batches_per_call: int = 1):  # fmt: skip
     """A compiled Keras model for ``spec`` on ``dataset``, initialised from ``config.seed``."""
     from dcnn_core.build import build_model
     from dcnn_core.runtime import import_keras
@@ -95,7 +100,8 @@ def build_and_compile(spec: ModelSpec, dataset: Dataset, config: TrainConfig, ma
     with _seed_lock:
         keras.utils.set_random_seed(config.seed)
         model = build_model(spec, dataset.input_shape, dataset.num_classes, max_parameters, float32_output=mixed)
-    model.compile(optimizer=build_optimizer(keras, config), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=build_optimizer(keras, config), loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  steps_per_execution=batches_per_call)  # fmt: skip
     return model
 
 
@@ -331,7 +337,7 @@ class _Lifecycle:
         if job.model is None:
             # Variables made in a strategy's scope are mirrored; fit then splits each (global) batch across replicas.
             with job.distribution.scope() if job.distribution is not None else contextlib.nullcontext():
-                job.model = build_and_compile(job.spec, data, config, job.description.max_parameters)
+                job.model = build_and_compile(job.spec, data, config, job.description.max_parameters, _batches_per_call(job))
         train, val = split_indices(len(data.x_train), config.validation_split, config.seed)
         if len(train) == 0:
             raise ValueError("No training images are left after the validation split.")
@@ -460,7 +466,7 @@ def _start_fine_tuning(job: TrainingJob, phase2: TrainConfig) -> None:
     backbones.unfreeze_top(job.model, job.spec.backbone.fine_tune_layers)
     with job.distribution.scope() if job.distribution is not None else contextlib.nullcontext():
         job.model.compile(optimizer=build_optimizer(import_keras(), phase2), loss="sparse_categorical_crossentropy",
-                          metrics=["accuracy"])  # fmt: skip
+                          metrics=["accuracy"], steps_per_execution=_batches_per_call(job))  # fmt: skip
     with job._lock:
         job._log.fine_tune_from = job._log.epoch
         job._message = f"Fine-tuning the top {job.spec.backbone.fine_tune_layers} backbone layers…"
@@ -472,6 +478,11 @@ def _stopped_message(job: TrainingJob) -> str:
     if job._stop_reason:
         return f"{job._stop_reason} (at {where}). The model trained so far is kept."
     return f"Stopped by you at {where}. The model trained so far is kept."
+
+
+def _batches_per_call(job: TrainingJob) -> int:
+    """Several batches per call, except for slow pretrained backbones and distributed training (its collectives go per step)."""
+    return 1 if job.distribution is not None or getattr(job.spec, "backbone", None) is not None else BATCHES_PER_CALL
 
 
 def _fine_tune_epochs(spec: ModelSpec) -> int:

@@ -152,3 +152,13 @@ def test_images_per_epoch_bounds_the_work_of_an_epoch(tiny_shapes):
     job = training.TrainingJob(run, tiny_shapes)
     job.run()
     assert job.snapshot().batches_per_epoch == 2
+
+
+def test_batch_points_are_kept_when_keras_reports_chunks_of_batches():
+    """With several batches per call, Keras reports indices 3, 7, 11…: thinning must still keep points."""
+    log = ProgressLog(target_epochs=1)
+    log.begin_session(batches_per_epoch=20_000)
+    for batch in range(3, 20_000, 4):
+        log.record_batch(batch, loss=1.0, accuracy=0.5)
+    assert 100 < len(log.batch_steps) < 4000
+    assert log.batch_steps == sorted(log.batch_steps) and log.batch == 20_000

@@ -56,15 +56,18 @@ def test_stop_ends_within_a_batch_and_keeps_the_weights(digits):
 
 
 def test_a_real_nan_loss_stops_with_a_clear_message(tiny_shapes, monkeypatch):
-    """A NaN reported by Keras for a batch ends the run as diverged, with the batch named."""
+    """A NaN reported by Keras for a batch ends the run as diverged, with the batch named.
+
+    Keras reports every ``BATCHES_PER_CALL`` batches, by the last one: the 4th batch is index 3.
+    """
     job = training.TrainingJob(spec.preset("Simple CNN"), tiny_shapes, training.TrainConfig(epochs=2, batch_size=16))
     original = training._Recorder.on_batch
-    poisoned = lambda self, batch, logs: original(self, batch, dict(logs, loss=float("nan")) if batch == 2 else logs)
+    poisoned = lambda self, batch, logs: original(self, batch, dict(logs, loss=float("nan")) if batch == 3 else logs)
     monkeypatch.setattr(training._Recorder, "on_batch", poisoned)
     job.run()
     progress = job.snapshot()
     assert progress.status == training.DIVERGED
-    assert progress.message.startswith("Training stopped at epoch 1, batch 3: the loss became nan.")
+    assert progress.message.startswith("Training stopped at epoch 1, batch 4: the loss became nan.")
 
 
 def test_nan_loss_stops_with_a_clear_message(digits):
