@@ -4,6 +4,9 @@ Run with ``streamlit run app.py``. TensorFlow is imported only by the pages that
 train or predict, so this entry page opens fast.
 """
 
+import sys
+import time
+
 import streamlit as st
 
 from ui import frame, resources, state, streamlit_private
@@ -24,5 +27,8 @@ navigation = st.navigation(
     ]
 )
 frame_slot = st.sidebar.container()
+began = time.perf_counter()
 navigation.run()
+if resources.settings().log_page_times:  # for bench/room.py: how long the server spends on a page, browsers aside
+    print(f"page-time {time.time():.3f} {navigation.title} {time.perf_counter() - began:.3f}", file=sys.stderr, flush=True)
 frame.draw_frame(frame_slot)  # after the page, so it shows what the page just chose

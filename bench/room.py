@@ -126,6 +126,8 @@ class Attendee:
     index: int
     offset_s: float  # when it presses Start, after the first attendee does
     pressed_at: float | None = None  # seconds since the first planned Start
+    pressed_unix: float | None = None  # the same moment as Unix time (to match the server log's page times)
+    ended_unix: float | None = None  # when its run was seen ended (or the room's time ran out)
     queue_place: int | None = None  # first place in line shown
     queue_eta_s: float | None = None  # the ETA shown with it
     first_point_s: float | None = None  # from pressing Start to the curve's first point
@@ -195,12 +197,13 @@ async def _run_attendee(who: Attendee, browser, url: str, opened: asyncio.Event,
         await opened.wait()
         await asyncio.sleep(max(0.0, start_at[0] + who.offset_s - time.monotonic()))
         await page.locator(".st-key-train_start button").click(timeout=SWITCH_TIMEOUT_MS)
-        pressed = time.monotonic()
+        pressed, who.pressed_unix = time.monotonic(), time.time()
         who.pressed_at, who.outcome = pressed - start_at[0], "not finished when the room's time ran out"
         next_switch = pressed + 10 + random.uniform(0, 5)
         while True:
             elapsed = time.monotonic() - pressed
             if _observe(who, await page.evaluate(SNAPSHOT_JS), elapsed):
+                who.ended_unix = time.time()
                 break
             ready = who.first_point_s is not None or elapsed > 30  # a switch must not hide the first point
             if len(who.switches_s) < 2 * SWITCHES and ready and time.monotonic() >= next_switch:
@@ -265,7 +268,8 @@ async def _room(url: str, attendees: list[Attendee], timeout_s: float, executabl
 def _start_server(app_root: Path, runs_dir: str, args, log_path: Path) -> tuple[subprocess.Popen, str]:
     from _common import Server, free_port, wait_healthy
 
-    env = {**os.environ, "DCNN_OFFLINE": "1", "DCNN_RUNS_DIR": runs_dir, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "DCNN_OFFLINE": "1", "DCNN_RUNS_DIR": runs_dir, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
+           "DCNN_LOG_PAGE_TIMES": "1"}  # fmt: skip
     if args.fashion_sized:
         env["DCNN_STANDIN_IMAGES_PER_CLASS"] = str(FASHION_SIZED_PER_CLASS)
     if args.slots:
@@ -298,6 +302,22 @@ def _stats(values: list[float]) -> dict:
 
 def _fmt(stats: dict, key: str) -> str:
     return f"{stats[key]:.1f} s" if stats.get("n") else "–"
+
+
+def _server_page_times(log: str, attendees: list[Attendee]) -> list[float]:
+    """Seconds the server spent running the Data and Train pages while trainings ran (``DCNN_LOG_PAGE_TIMES``), browsers aside."""
+    began = min((who.pressed_unix for who in attendees if who.pressed_unix), default=None)
+    ended = max((who.ended_unix or time.time() for who in attendees if who.pressed_unix), default=None)
+    if began is None:
+        return []
+    times = []
+    for line in log.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[0] == "page-time" and parts[2] in ("Data", "Train"):
+            with contextlib.suppress(ValueError):
+                if began <= float(parts[1]) <= ended:
+                    times.append(float(parts[3]))
+    return times
 
 
 def summarise(attendees: list[Attendee], figures: dict) -> dict:
@@ -344,6 +364,12 @@ def report(attendees: list[Attendee], summary: dict) -> None:
           f"last finish {last:.0f} s after the last Start" if last is not None else "Finished after Start: none")  # fmt: skip
     print(f"Page switch (Data ↔ Train, while training): p50 {_fmt(s['switch_s'], 'median')}, p95 {_fmt(s['switch_s'], 'p95')}, "
           f"max {_fmt(s['switch_s'], 'max')} (n={s['switch_s']['n']})")  # fmt: skip
+    page = s.get("server_page_s", {"n": 0})
+    if page["n"]:
+        print(
+            f"  the server's own page runs (Data, Train; its log): p50 {_fmt(page, 'median')}, p95 {_fmt(page, 'p95')}, "
+            f"max {_fmt(page, 'max')} (n={page['n']}); the rest is waiting for a script thread, sending, the niced browsers drawing"
+        )
     eta = s["eta_actual_over_shown"]
     if eta["n"]:
         print(f"Wait actually / ETA shown (queued attendees): median {eta['median']:.2f}, max {eta['max']:.2f} (n={eta['n']})")
@@ -404,6 +430,7 @@ def main() -> None:
             _stop(process)
             log_errors = [line for line in log_path.read_text(errors="replace").splitlines() if "Traceback" in line or "Error" in line]
             figures["server_log_errors"] = log_errors[:20]
+            figures["server_page_s"] = _stats(_server_page_times(log_path.read_text(errors="replace"), attendees))
     summary = summarise(attendees, figures)
     report(attendees, summary)
     if log_errors:

@@ -6,6 +6,7 @@ gets Keras through ``import_keras()``.
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 
@@ -37,6 +38,12 @@ def import_keras():
                 tf.config.threading.set_inter_op_parallelism_threads(threads)
             except RuntimeError:
                 pass  # TensorFlow already ran an op (e.g. in a notebook); keep its settings
+            import keras  # noqa: F401  (its modules too, before the freeze)
+
+            # TensorFlow and Keras bring ~430,000 objects that live as long as the process. Out of the
+            # collector's reach, a full collection (which pauses every thread, training and web server alike)
+            # takes milliseconds instead of ~0.2 s. Only what exists now is frozen: no model, no run.
+            gc.freeze()
             _configured = True
     import keras
 

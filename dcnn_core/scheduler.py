@@ -29,8 +29,8 @@ class FairScheduler:
         self._fresh: deque[str] = deque()  # waiting for their first turn, in the order they arrived
         self._returning: deque[str] = deque()  # had turns before, waiting for the next
         self._computing: dict[str, float] = {}  # ticket → when its turn began
-        self._first: set[str] = set()  # computing their first turn
-        self._first_turn_s = 5.0  # running mean length of first turns (building and tracing a model)
+        self._first: set[str] = set()  # computing their first turn, not yet at their first batch
+        self._build_s = 3.0  # running mean time from a first turn's start to its first batch (building, tracing)
 
     def acquire(self, ticket: str, cancelled: Callable[[], bool] = lambda: False, first: bool = False) -> bool:
         """Wait for a turn; False (and out of the line) when ``cancelled()`` becomes true first."""
@@ -67,18 +67,20 @@ class FairScheduler:
         with self._cond:
             began = self._computing.pop(ticket, None)
             length = 0.0 if began is None else time.monotonic() - began
-            if ticket in self._first:
-                self._first.discard(ticket)
-                self._first_turn_s = 0.7 * self._first_turn_s + 0.3 * length
+            self._first.discard(ticket)  # ended before its first batch (stopped, failed): not a build time
             self._cond.notify_all()
         return length
 
     def turn_is_over(self, ticket: str) -> bool:
-        """True when the turn has lasted its slice and somebody else is waiting."""
+        """True when the turn has lasted its slice and somebody else is waiting (asked between batches)."""
+        now = time.monotonic()
         with self._cond:
             began = self._computing.get(ticket)
+            if ticket in self._first and began is not None:  # its first batch is done: the build is over
+                self._first.discard(ticket)
+                self._build_s = 0.7 * self._build_s + 0.3 * (now - began)
             waiting = bool(self._fresh or self._returning)
-        return began is not None and waiting and time.monotonic() - began >= self.slice_s
+        return began is not None and waiting and now - began >= self.slice_s
 
     def place(self, ticket: str) -> int | None:
         """1-based place among those waiting for a first turn, or None."""
@@ -86,14 +88,22 @@ class FairScheduler:
             return self._fresh.index(ticket) + 1 if ticket in self._fresh else None
 
     def first_turn_wait_s(self, ticket: str) -> float | None:
-        """About how long until a first turn: those ahead of it take theirs first, ``slots`` at a time."""
+        """About how long until this waiting job shows its first batch.
+
+        The turns being computed end (a first turn lasts its build or a slice, whichever is longer); those
+        ahead of it take their first turns, ``slots`` at a time; then it builds its own model.
+        """
         place = self.place(ticket)
         if place is None:
             return None
+        now = time.monotonic()
         with self._cond:
-            first_turn = self._first_turn_s
-        # Those ahead take their first turns (build and first batches), then ours begins with our own build.
-        return math.ceil(place / self.slots) * first_turn + self.slice_s
+            build = self._build_s
+            turn = max(build, self.slice_s)
+            left = sorted(max(0.0, (turn if other in self._first else self.slice_s) - (now - began))
+                          for other, began in self._computing.items())  # fmt: skip
+        free_slot = left[0] if len(left) >= self.slots else 0.0  # the first compute place to come free
+        return free_slot + math.ceil((place - 1) / self.slots) * turn + build
 
     def waiting_count(self) -> int:
         with self._cond:

@@ -26,7 +26,7 @@ class Settings:
     tf_threads: int = 1  # intra-op threads per TF op; leaves a core for the web server
     max_parameters: int = 5_000_000  # designs above this are refused before training
     max_upload_megapixels: int = 40  # larger decoded images are refused
-    room_images_per_epoch: int = 6000  # shared server: each epoch trains on a fresh random subset of at most this many images
+    room_images_per_epoch: int = 3000  # shared server: each epoch trains on a fresh random subset of at most this many images
     room_max_epochs: int = 20  # shared server: epochs per run (more are cut, with a note)
     room_max_train_minutes: int = 5  # shared server: training time per run; then it stops, its model kept
     max_queue: int = 60  # trainings active (computing or waiting) in the whole server; more are refused with a message
@@ -35,6 +35,7 @@ class Settings:
     idle_stop_s: int = 1800  # a training nobody has looked at for this long is stopped (its model kept)
     custom_data_budget_mb: int = 200  # a user's own image set (uint8 arrays) never takes more memory than this
     allow_server_folders: bool = False  # offer "import a folder on this server": only for a local, single-user app
+    log_page_times: bool = False  # DCNN_LOG_PAGE_TIMES=1: the server log gets each page run's seconds (bench/room.py reads them)
     instructor_key: str = field(default="", repr=False)  # DCNN_INSTRUCTOR_KEY: unlocks the room view; empty = none
 
 
@@ -50,11 +51,12 @@ def load_settings(source: Mapping[str, str] | None = None) -> Settings:
         idle_stop_s=_int_from(env, "DCNN_IDLE_STOP_S", 1800, minimum=60),
         custom_data_budget_mb=_int_from(env, "DCNN_CUSTOM_DATA_BUDGET_MB", 200),
         allow_server_folders=str(env.get("DCNN_ALLOW_SERVER_FOLDERS", "")).strip() == "1",
-        room_images_per_epoch=_int_from(env, "DCNN_ROOM_IMAGES_PER_EPOCH", 6000, minimum=0),
+        room_images_per_epoch=_int_from(env, "DCNN_ROOM_IMAGES_PER_EPOCH", 3000, minimum=0),
         room_max_epochs=_int_from(env, "DCNN_ROOM_MAX_EPOCHS", 20, minimum=0),
         room_max_train_minutes=_int_from(env, "DCNN_ROOM_MAX_TRAIN_MINUTES", 5, minimum=0),
         max_queue=_int_from(env, "DCNN_MAX_QUEUE", 60, minimum=0),
         max_runs_per_user=_int_from(env, "DCNN_MAX_RUNS_PER_USER", 20, minimum=0),
         standin_images_per_class=min(20_000, _int_from(env, "DCNN_STANDIN_IMAGES_PER_CLASS", 600, minimum=10)),
+        log_page_times=str(env.get("DCNN_LOG_PAGE_TIMES", "")).strip() == "1",
         instructor_key=str(env.get("DCNN_INSTRUCTOR_KEY", "")).strip(),
     )

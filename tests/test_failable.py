@@ -242,6 +242,22 @@ def test_max_concurrent_jobs_is_read_from_the_environment(monkeypatch, raw, expe
     assert settings.load_settings().max_concurrent_jobs == (default if expected is None else expected)
 
 
+def test_page_times_are_logged_only_when_asked():
+    assert settings.load_settings({}).log_page_times is False
+    assert settings.load_settings({"DCNN_LOG_PAGE_TIMES": "1"}).log_page_times is True
+    assert settings.load_settings({"DCNN_LOG_PAGE_TIMES": "yes please"}).log_page_times is False
+
+
+def test_importing_keras_puts_its_objects_out_of_the_collectors_reach():
+    """A full collection pauses every thread; with TensorFlow's objects frozen it no longer walks them."""
+    import gc
+
+    from dcnn_core.runtime import import_keras
+
+    import_keras()
+    assert gc.get_freeze_count() > 100_000
+
+
 # --- data sets that download (download mocked) -------------------------------------------------
 
 

@@ -162,3 +162,24 @@ def test_batch_points_are_kept_when_keras_reports_chunks_of_batches():
         log.record_batch(batch, loss=1.0, accuracy=0.5)
     assert 100 < len(log.batch_steps) < 4000
     assert log.batch_steps == sorted(log.batch_steps) and log.batch == 20_000
+
+
+def test_the_wait_estimate_counts_the_turn_in_progress_and_the_learned_build_time(monkeypatch):
+    from dcnn_core import scheduler as scheduler_module
+
+    clock = [100.0]
+    monkeypatch.setattr(scheduler_module.time, "monotonic", lambda: clock[0])
+    scheduler = FairScheduler(slots=1, slice_s=1.0)  # starts by assuming 3 s to build a model
+    assert scheduler.acquire("a", first=True)
+    done = threading.Event()
+    waiter = threading.Thread(target=scheduler.acquire, args=("x", done.is_set, True))
+    waiter.start()
+    while scheduler.place("x") is None:
+        time.sleep(0.01)
+    clock[0] = 101.0  # "a" is building its model: ~2 s of its first turn left, then x builds (3 s)
+    assert scheduler.first_turn_wait_s("x") == pytest.approx(5.0)
+    clock[0] = 104.0  # a's first batch: it took 4 s to build, and its turn is over because x waits
+    assert scheduler.turn_is_over("a")
+    assert scheduler.first_turn_wait_s("x") == pytest.approx(0.7 * 3.0 + 0.3 * 4.0)
+    done.set()
+    waiter.join(5)

@@ -161,9 +161,10 @@ def continue_job(job: TrainingJob, extra_epochs: int) -> None:
         return
 
 
-def progress_text(progress: Progress) -> str:
+def progress_text(progress: Progress, refresh_s: float = 0.0) -> str:
+    """One line: the place in line and the wait (until the curve shows, this page's redraw included), or how far it is."""
     if progress.status == "queued":
-        wait = f", about {format_seconds(progress.eta_s)}" if progress.eta_s is not None else ""
+        wait = f", about {format_seconds(progress.eta_s + refresh_s)}" if progress.eta_s is not None else ""
         return f"Waiting for its first turn — place {progress.queue_position or '?'} in line{wait}."
     epoch = min(progress.epoch + 1, progress.epochs)
     parts = [f"Epoch {epoch}/{progress.epochs}", f"batch {progress.batch}/{progress.batches_per_epoch or '?'}",
@@ -211,7 +212,7 @@ def draw_job(job: TrainingJob, was_active: bool) -> None:
     with st.container(key="train_status"):
         if progress.active:
             left, right = st.columns([5, 1], vertical_alignment="center")
-            left.progress(progress.fraction_done, text=progress_text(progress))
+            left.progress(progress.fraction_done, text=progress_text(progress, resources.live_refresh_s()))
             right.button("Stop", key="train_stop", on_click=job.request_stop, type="primary", use_container_width=True)
             others = resources.job_registry().running_count() - 1
             sharing = (
