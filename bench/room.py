@@ -85,6 +85,18 @@ def _lowest_nice(root_pid: int) -> int | None:
     return lowest
 
 
+def _note_browser_cpu(root_pid: int, seen: dict[int, float]) -> None:
+    """Record each Chromium process's CPU seconds so far (user + system) under ``root_pid``."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        for process in psutil.Process(root_pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if "chrom" in process.name():
+                    times = process.cpu_times()
+                    seen[process.pid] = max(seen.get(process.pid, 0.0), times.user + times.system)
+
+
 def monitor(pid: int, url: str, out_path: str, client_pid: int) -> None:
     """Sample RSS every 0.5 s, health and the browsers' niceness every 2 s until SIGTERM; write the figures as JSON."""
     stop = False
@@ -95,6 +107,7 @@ def monitor(pid: int, url: str, out_path: str, client_pid: int) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     rss_peak, rss_samples, checks, failures, slowest, next_health, browser_nice = 0, 0, 0, 0, 0.0, 0.0, None
+    browser_cpu: dict[int, float] = {}
     while not stop:
         rss_peak = max(rss_peak, rss_bytes(pid))
         rss_samples += 1
@@ -112,10 +125,11 @@ def monitor(pid: int, url: str, out_path: str, client_pid: int) -> None:
             slowest = max(slowest, time.monotonic() - started)
             if (nice := _lowest_nice(client_pid)) is not None:
                 browser_nice = nice if browser_nice is None else min(browser_nice, nice)
+            _note_browser_cpu(client_pid, browser_cpu)
         time.sleep(0.5)
     Path(out_path).write_text(json.dumps({"rss_peak_mb": rss_peak / 2**20, "rss_samples": rss_samples, "health_checks": checks,
                                           "health_failures": failures, "health_slowest_s": slowest,
-                                          "browser_lowest_nice": browser_nice}))  # fmt: skip
+                                          "browser_lowest_nice": browser_nice, "browser_cpu_s": sum(browser_cpu.values())}))  # fmt: skip
 
 
 # --- one attendee ------------------------------------------------------------------------------
@@ -379,7 +393,8 @@ def report(attendees: list[Attendee], summary: dict) -> None:
     print(
         f"Server CPU share: {s.get('server_cpu_s', 0) / max(1.0, s['wall_s']):.2f} cores on average over {s['wall_s']:.0f} s; "
         f"load average at the end {' '.join(f'{v:.1f}' for v in s['load_at_end'])}; "
-        f"lowest nice of any browser thread: {s.get('browser_lowest_nice')}"
+        f"lowest nice of any browser thread: {s.get('browser_lowest_nice')}; "
+        f"the browsers used {s.get('browser_cpu_s', 0) / max(1.0, s['wall_s']):.2f} cores on average (CPU seen every 2 s)"
     )
     print(f"stException seen {s['exceptions']}, JavaScript errors {s['page_errors']}, client errors/timeouts {s['errors']}")
 
