@@ -172,7 +172,7 @@ async def _rendered(page, title: str) -> None:
 async def _switch(page, link: str, title: str) -> float:
     target = page.get_by_test_id("stSidebarNav").get_by_role("link", name=link, exact=True)
     started = time.perf_counter()
-    await target.click()
+    await target.click(timeout=SWITCH_TIMEOUT_MS)  # a starved browser may take long; it must not abandon the attendee
     await _rendered(page, title)
     return time.perf_counter() - started
 
