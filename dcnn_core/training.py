@@ -327,6 +327,7 @@ class _Lifecycle:
             self.finish(FAILED, _one_line(error), traceback.format_exc())
         finally:
             self.turns.end_turn()
+            _release_training_state(job.model)
 
     # --- the work -----------------------------------------------------------------------------
 
@@ -456,6 +457,19 @@ class _Recorder:
         if improved:
             job.best_weights = job.model.get_weights()  # numpy copies
         return job.config.early_stopping and since_best is not None and since_best >= job.config.patience
+
+
+def _release_training_state(model) -> None:
+    """Drop what only training needs (traced step functions, the cached validation iterator and its thread).
+
+    An ended run stays in memory for its pages (prediction, Continue); in a room of 30 that is 30 models.
+    Keras traces the functions again if the run is continued.
+    """
+    if model is None:
+        return
+    for name in ("train_function", "test_function", "predict_function", "_eval_epoch_iterator"):
+        if hasattr(model, name):
+            setattr(model, name, None)
 
 
 def _start_fine_tuning(job: TrainingJob, phase2: TrainConfig) -> None:

@@ -134,3 +134,10 @@ def test_a_queued_job_can_be_cancelled(digits):
 def test_bad_training_settings_are_refused(tiny_shapes, changes, message):
     with pytest.raises(ValueError, match=message):
         training.TrainingJob(spec.preset("Simple CNN"), tiny_shapes, training.TrainConfig(**changes))
+
+
+def test_an_ended_run_keeps_its_model_but_not_its_training_machinery(trained_job, tiny_shapes):
+    """Traced step functions and the validation iterator are dropped at the end; prediction and Continue still work."""
+    model = trained_job.model
+    assert model.train_function is None and getattr(model, "_eval_epoch_iterator", None) is None
+    assert predict_probabilities(model, tiny_shapes.x_test[:2]).shape == (2, tiny_shapes.num_classes)
