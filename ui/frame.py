@@ -41,15 +41,12 @@ def _status_lines() -> None:
     st.caption(f"**Training:** {training_line()}")
 
 
-_live_status_lines = st.fragment(run_every=2.0)(_status_lines)
-
-
 def draw_frame(slot) -> None:
     """Sidebar summary shown on every page; it refreshes itself while a training runs."""
     with slot:
         st.markdown("**Your session**")
         st.caption(KEY_NOTE)
         if any(job.status in ACTIVE_STATES for job in resources.session_jobs()):
-            _live_status_lines()
+            st.fragment(run_every=resources.live_refresh_s())(_status_lines)()  # as often as the live curves: less in a full room
         else:
             _status_lines()
