@@ -163,3 +163,19 @@ def test_the_server_folder_tab_is_offered_only_when_allowed(monkeypatch, tmp_pat
     local.text_input(key="data_custom_folder").set_value(str(tmp_path / "pets")).run()
     local.button(key="data_custom_import_folder").click().run()
     assert not local.exception and "Imported **pets**: 8 images in 2 classes" in local.success[0].value
+
+
+def test_image_sets_per_person_are_bounded_and_a_refusal_loses_nothing(monkeypatch):
+    monkeypatch.setenv("DCNN_MAX_IMAGE_SETS_PER_USER", "1")
+    resources.settings.clear()
+    at = AppTest.from_function(_section, default_timeout=TIMEOUT).run()
+    at.file_uploader(key="data_custom_zip").set_value(("shapes.zip", _shapes_zip(), "application/zip")).run()
+    at.button(key="data_custom_import_zip").click().run()
+    at.file_uploader(key="data_custom_zip").set_value(("more.zip", _shapes_zip(), "application/zip")).run()
+    at.button(key="data_custom_import_zip").click().run()
+    assert not at.exception
+    assert list(at.session_state["custom_datasets"]) == ["shapes"]
+    assert any("the most this server keeps per person" in error.value for error in at.error)
+    at.button(key="data_custom_remove_0").click().run()
+    at.button(key="data_custom_import_zip").click().run()
+    assert list(at.session_state["custom_datasets"]) == ["more"]

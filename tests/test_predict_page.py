@@ -173,6 +173,24 @@ def test_importing_a_keras_model_adds_a_run_and_a_misfit_is_refused(page_job, ti
     assert any("is imported" in s.value for s in at.success)
 
 
+def test_imported_models_per_person_are_bounded(page_job, tiny_shapes, monkeypatch):
+    from ui import resources
+
+    monkeypatch.setenv("DCNN_MAX_IMPORTED_MODELS_PER_USER", "1")
+    resources.settings.clear()
+    try:
+        data = export.export_keras(page_job.model, tiny_shapes.x_test[:4])
+        at = _open_predict()
+        _uploader(at, "predict_import").set_value(("one.keras", data, "application/octet-stream")).run()
+        at.run()
+        _uploader(at, "predict_import").set_value(("two.keras", data, "application/octet-stream")).run()
+        _ok(at)
+        assert len(at.session_state["predict_imported"]) == 1
+        assert any("the most this server keeps per person" in error.value for error in at.error)
+    finally:
+        resources.settings.clear()
+
+
 def test_a_dense_only_run_falls_back_to_saliency(tiny_shapes):
     from ui import resources
 

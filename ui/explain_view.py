@@ -202,6 +202,11 @@ def draw_import() -> None:
         st.success(f"'{plain(upload.name)}' is imported: pick it under **Trained run** above.", icon=":material/check:")
         return
     settings = resources.settings()
+    if settings.max_imported_models_per_user and len(imported) >= settings.max_imported_models_per_user:
+        st.error(f"You have imported {len(imported)} models in this session, the most this server keeps per person. Imported "
+                 "models last as long as this browser tab: reload the page to forget them (your trained runs stay).",
+                 icon=":material/block:")  # fmt: skip
+        return
     try:
         with st.spinner("Checking the model…"):
             model = export.import_keras_model(
