@@ -104,6 +104,15 @@ class RunStore:
             _write_run(job, progress or job.snapshot(), staging, self.root / run_id, self.max_data_bytes)
             return self._folders.replace(staging, run_id, move=_move)
 
+    def bytes_used(self, run_ids) -> int:
+        """Bytes on disk of the saved runs among ``run_ids`` (those not saved count 0)."""
+        total = 0
+        for run_id in run_ids:
+            folder = self.root / str(run_id)
+            if is_run_id(run_id) and folder.is_dir() and not folder.is_symlink():
+                total += sum(path.stat().st_size for path in folder.rglob("*") if path.is_file() and not path.is_symlink())
+        return total
+
     def delete(self, run_id: str) -> None:
         """Remove a run folder (renamed aside first, so a crash never leaves half a run that looks whole)."""
         self._folders.remove(_checked_id(run_id), move=_move)

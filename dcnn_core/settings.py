@@ -31,6 +31,7 @@ class Settings:
     room_max_train_minutes: int = 5  # shared server: training time per run; then it stops, its model kept
     max_queue: int = 60  # trainings active (computing or waiting) in the whole server; more are refused with a message
     max_runs_per_user: int = 20  # runs one user keeps; delete one to start another
+    max_disk_mb_per_user: int = 500  # saved runs (models, own images) one user keeps on disk; then Start asks to delete one
     max_image_sets_per_user: int = 3  # own image sets one session keeps in memory (each within custom_data_budget_mb)
     max_imported_models_per_user: int = 3  # .keras models one session imports on the Predict page
     standin_images_per_class: int = 600  # the offline stand-in Shapes set (when a download fails): images per class
@@ -58,6 +59,7 @@ def load_settings(source: Mapping[str, str] | None = None) -> Settings:
         room_max_train_minutes=_int_from(env, "DCNN_ROOM_MAX_TRAIN_MINUTES", 5, minimum=0),
         max_queue=_int_from(env, "DCNN_MAX_QUEUE", 60, minimum=0),
         max_runs_per_user=_int_from(env, "DCNN_MAX_RUNS_PER_USER", 20, minimum=0),
+        max_disk_mb_per_user=_int_from(env, "DCNN_MAX_DISK_MB_PER_USER", 500, minimum=0),
         max_image_sets_per_user=_int_from(env, "DCNN_MAX_IMAGE_SETS_PER_USER", 3, minimum=0),
         max_imported_models_per_user=_int_from(env, "DCNN_MAX_IMPORTED_MODELS_PER_USER", 3, minimum=0),
         standin_images_per_class=min(20_000, _int_from(env, "DCNN_STANDIN_IMAGES_PER_CLASS", 600, minimum=10)),

@@ -238,3 +238,24 @@ def test_model_page_block_buttons_duplicate_move_and_remove(app):
     assert not app.exception
     assert [app.session_state[f"model_b{i}_filters"] for i in range(3)] == [64, 32, 128]
     assert app.session_state["model_spec"].name == "Simple CNN (edited)"
+
+
+def test_a_start_beyond_the_disk_a_person_may_use_is_refused_and_loses_nothing(app, monkeypatch):
+    from ui import resources
+
+    monkeypatch.setenv("DCNN_MAX_DISK_MB_PER_USER", "1")
+    resources.settings.clear()
+    try:
+        _goto(app, "train")
+        app.slider(key="train_epochs").set_value(1).run()
+        app.button(key="train_start").click().run()
+        job = _session_jobs(app)[0]
+        assert job.wait(60) and job.status == training.FINISHED
+        assert resources.run_store().bytes_used([job.job_id]) > 2**20  # its saved model is over the 1 MB allowed
+        app.run()
+        app.button(key="train_start").click().run()
+        assert not app.exception
+        assert any("the most it keeps per person (1 MB)" in w.value for w in app.warning)
+        assert [j.job_id for j in _session_jobs(app)] == [job.job_id]  # refused: no new run, the old one kept
+    finally:
+        resources.settings.clear()

@@ -13,7 +13,7 @@ import streamlit as st
 
 from dcnn_core import datasets, runs, runtime
 from dcnn_core.analysis import Analyses
-from dcnn_core.jobs import JobRegistry, RoomLimits
+from dcnn_core.jobs import JobRegistry, Refused, RoomLimits
 from dcnn_core.settings import Settings, load_settings
 from dcnn_core.training import RunDescription, RunLimits, TrainingJob
 from ui import state
@@ -238,10 +238,15 @@ def run_limits(config) -> tuple[RunLimits, int, str]:
 
 def start_job(spec, dataset: datasets.Dataset, config) -> TrainingJob:
     """Create, save-on-end and submit a training job for this user; raises ``jobs.Refused`` with a message."""
+    owner = st.session_state[state.OWNER]
+    most = settings().max_disk_mb_per_user
+    if most and (used := run_store().bytes_used(job.job_id for job in job_registry().jobs(owner=owner))) > most * 2**20:
+        raise Refused(f"Your saved runs take {used / 2**20:.0f} MB on this server, the most it keeps per person ({most} MB): "
+                           "delete a run in Your runs to start another.")  # fmt: skip
     limits, epochs, _line = run_limits(config)
     if epochs != config.epochs:
         config = dataclasses.replace(config, epochs=epochs)
-    run = RunDescription(spec, config, state.dataset_choice().titled(dataset.title).to_dict(), owner=st.session_state[state.OWNER],
+    run = RunDescription(spec, config, state.dataset_choice().titled(dataset.title).to_dict(), owner=owner,
                          max_parameters=settings().max_parameters, limits=limits)  # fmt: skip
     job = TrainingJob(run, dataset)
     job.on_end = run_store().save
