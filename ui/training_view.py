@@ -14,7 +14,7 @@ from ui import resources, state
 from ui.frame import format_seconds
 from ui.text import plain
 
-LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0]
+LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0]
 REFUSED = "train_refused"  # why the last Start was refused (another run of this user active, the room full)
 SCHEDULE_NAMES = {"constant": "Constant", "step": "Step decay", "cosine": "Cosine decay", "plateau": "Reduce on plateau"}
 
