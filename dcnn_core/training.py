@@ -467,7 +467,7 @@ def _release_training_state(model) -> None:
     """
     if model is None:
         return
-    for name in ("train_function", "test_function", "predict_function", "_eval_epoch_iterator"):
+    for name in ("train_function", "test_function", "_eval_epoch_iterator"):  # used by fit alone, in this thread
         if hasattr(model, name):
             setattr(model, name, None)
 
