@@ -134,6 +134,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="runs of each preset; the median time is shown (default 1)")
     parser.add_argument("--fashion", action="store_true", help="also train on Fashion-MNIST when it can be downloaded (long)")
     parser.add_argument("--recipes", action="store_true", help="each preset with the defaults and with its recipe (dcnn_core.recipes)")
+    parser.add_argument(
+        "--sets",
+        default="shapes,digits,cluttered",
+        help="offline sets to train on, comma-separated: shapes, digits, cluttered (Shapes with distractors)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="DCNN_TF_THREADS (default 1, the app's default on 2 cores)")
     args = parser.parse_args()
     os.environ["DCNN_TF_THREADS"] = str(args.threads)
@@ -142,10 +147,13 @@ def main() -> None:
     from dcnn_core.runtime import import_keras
 
     import_keras()
-    sets = [
-        (f"Shapes 28×28 gray, {args.epochs_shapes} epochs", datasets.load_shapes(), args.epochs_shapes),
-        (f"Digits 8×8, {args.epochs_digits} epochs", datasets.load_digits(), args.epochs_digits),
-    ]
+    offline = {
+        "shapes": lambda: (f"Shapes 28×28 gray, {args.epochs_shapes} epochs", datasets.load_shapes(), args.epochs_shapes),
+        "digits": lambda: (f"Digits 8×8, {args.epochs_digits} epochs", datasets.load_digits(), args.epochs_digits),
+        "cluttered": lambda: (f"Shapes cluttered 28×28 gray, {args.epochs_shapes} epochs", datasets.load_shapes(clutter=True),
+                              args.epochs_shapes),
+    }  # fmt: skip
+    sets = [offline[name.strip()]() for name in args.sets.split(",") if name.strip()]
     fashion_note = ""
     try:
         fashion = datasets.load_dataset("fashion_mnist")

@@ -157,13 +157,13 @@ def load_digits() -> Dataset:
     )  # fmt: skip
 
 
-def load_shapes(count_per_class: int = 600, image_size: int = 28, colour: bool = False, seed: int = 0) -> Dataset:
-    """The generated Shapes set, split 5:1 into training and test images."""
-    images, labels = shapes.generate_shapes(count_per_class, image_size, colour, seed)
+def load_shapes(count_per_class: int = 600, image_size: int = 28, colour: bool = False, seed: int = 0, clutter: bool = False) -> Dataset:
+    """The generated Shapes set, split 5:1 into training and test images (``clutter``: the harder variant)."""
+    images, labels = shapes.generate_shapes(count_per_class, image_size, colour, seed, clutter=clutter)
     train, test = _stratified_split(labels, test_fraction=1 / 6, seed=seed)
-    variant = "colour" if colour else "grayscale"
+    variant = ("colour" if colour else "grayscale") + (", cluttered" if clutter else "")
     return _make(
-        f"shapes-{variant}", f"Shapes ({variant}, generated)",
+        f"shapes-{variant.replace(', ', '-')}", f"Shapes ({variant}, generated)",
         f"Generated offline by dcnn_core.shapes (seed {seed}, {count_per_class} per class)",
         images[train], labels[train], images[test], labels[test], shapes.SHAPE_NAMES,
         light_on_dark=not colour,

@@ -69,7 +69,22 @@ def _draw_shape(draw: ImageDraw.ImageDraw, name: str, centre, radius, rotation, 
         raise ValueError(f"Unknown shape {name!r}; choose from {', '.join(SHAPE_NAMES)}.")
 
 
-def _render_one(rng: np.random.Generator, name: str, size: int, colour: bool) -> np.ndarray:
+def _draw_clutter(draw: ImageDraw.ImageDraw, rng: np.random.Generator, big: int, colour: bool) -> None:
+    """Distractors behind the shape: a few strokes and open arcs, dimmer than shapes, never a whole shape."""
+
+    def tone():
+        return tuple(int(v) for v in rng.integers(40, 150, 3)) if colour else int(rng.integers(50, 140))
+
+    for _ in range(int(rng.integers(2, 5))):
+        start, end = rng.uniform(0, big, 2), rng.uniform(0, big, 2)
+        draw.line([tuple(start), tuple(end)], fill=tone(), width=int(rng.integers(big // 40 + 1, big // 16 + 2)))
+    for _ in range(int(rng.integers(1, 3))):
+        cx, cy, r = *rng.uniform(0, big, 2), big * rng.uniform(0.05, 0.15)
+        first = float(rng.uniform(0, 360))
+        draw.arc([cx - r, cy - r, cx + r, cy + r], first, first + float(rng.uniform(60, 200)), fill=tone(), width=big // 24 + 1)
+
+
+def _render_one(rng: np.random.Generator, name: str, size: int, colour: bool, clutter: bool = False) -> np.ndarray:
     big = size * _SUPERSAMPLE
     if colour:
         background = tuple(int(v) for v in rng.integers(0, 90, 3))
@@ -78,10 +93,13 @@ def _render_one(rng: np.random.Generator, name: str, size: int, colour: bool) ->
     else:
         fill = int(rng.integers(170, 256))
         canvas = Image.new("L", (big, big), 0)
-    radius = big * rng.uniform(0.14, 0.30)
+    draw = ImageDraw.Draw(canvas)
+    if clutter:
+        _draw_clutter(draw, rng, big, colour)
+    radius = big * (rng.uniform(0.10, 0.34) if clutter else rng.uniform(0.14, 0.30))  # clutter: a wider range of sizes too
     margin = radius * 1.2
     centre = (rng.uniform(margin, big - margin), rng.uniform(margin, big - margin))
-    _draw_shape(ImageDraw.Draw(canvas), name, centre, radius, rng.uniform(0, 2 * math.pi), fill)
+    _draw_shape(draw, name, centre, radius, rng.uniform(0, 2 * math.pi), fill)
     pixels = np.asarray(canvas.resize((size, size), Image.Resampling.BOX), dtype=np.float32)
     pixels += rng.normal(0.0, 12.0, pixels.shape)
     return np.clip(pixels, 0, 255).astype(np.uint8)
@@ -93,8 +111,9 @@ def generate_shapes(
     colour: bool = False,
     seed: int = 0,
     class_names: tuple[str, ...] = SHAPE_NAMES,
+    clutter: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Draw ``count_per_class`` images of each shape.
+    """Draw ``count_per_class`` images of each shape (with ``clutter``: behind distractor strokes, in more sizes).
 
     Returns:
         ``(images, labels)``: uint8 images of shape (N, size, size, 1 or 3) and
@@ -111,7 +130,7 @@ def generate_shapes(
     index = 0
     for _ in range(count_per_class):
         for label, name in enumerate(class_names):
-            images[index] = _render_one(rng, name, image_size, colour).reshape(image_size, image_size, channels)
+            images[index] = _render_one(rng, name, image_size, colour, clutter).reshape(image_size, image_size, channels)
             labels[index] = label
             index += 1
     return images, labels

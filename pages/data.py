@@ -49,6 +49,12 @@ else:
                 "count_per_class": middle.slider("Images per class", 100, most, now["count_per_class"], step=100, key="data_shapes_count"),
                 "colour": right.toggle("Colour", value=now["colour"], key="data_shapes_colour"),
                 "seed": right.number_input("Seed", 0, 9999, now["seed"], key="data_shapes_seed"),
+                "clutter": middle.toggle(
+                    "Clutter",
+                    value=now.get("clutter", False),
+                    key="data_shapes_clutter",
+                    help="The harder set: distractor strokes behind each shape, and more sizes.",
+                ),  # fmt: skip
             }
     wanted = DatasetChoice(picked, options)
     if (wanted.key, wanted.options) != (choice.key, choice.options):

@@ -259,3 +259,12 @@ def test_a_start_beyond_the_disk_a_person_may_use_is_refused_and_loses_nothing(a
         assert [j.job_id for j in _session_jobs(app)] == [job.job_id]  # refused: no new run, the old one kept
     finally:
         resources.settings.clear()
+
+
+def test_the_data_page_offers_the_cluttered_shapes(app):
+    _goto(app, "data")
+    app.toggle(key="data_shapes_clutter").set_value(True).run()
+    assert not app.exception
+    assert app.session_state["dataset_choice"].options["clutter"] is True
+    _goto(app, "model")
+    assert "cluttered" in " ".join(c.value for c in app.caption)

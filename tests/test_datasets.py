@@ -67,3 +67,15 @@ def test_mean_images_and_samples(tiny_shapes):
     assert means.shape == (6, 16, 16, 1)
     picked = datasets.sample_indices(tiny_shapes.y_train, 8, class_filter=2)
     assert len(picked) == 8 and set(tiny_shapes.y_train[picked]) == {2}
+
+
+def test_cluttered_shapes_are_a_separate_harder_set_from_the_same_seed():
+    plain, labels = shapes.generate_shapes(30, 28, seed=4)
+    cluttered, cluttered_labels = shapes.generate_shapes(30, 28, seed=4, clutter=True)
+    again, _ = shapes.generate_shapes(30, 28, seed=4, clutter=True)
+    assert np.array_equal(cluttered, again) and np.array_equal(labels, cluttered_labels)
+    # Distractor strokes light up background pixels the plain set leaves dark (noise aside).
+    assert (cluttered > 60).mean() > 1.3 * (plain > 60).mean()
+    data = datasets.load_shapes(count_per_class=20, image_size=28, clutter=True)
+    assert data.key == "shapes-grayscale-cluttered" and data.title == "Shapes (grayscale, cluttered, generated)"
+    assert datasets.load_shapes(count_per_class=20, image_size=28).key == "shapes-grayscale"

@@ -22,7 +22,7 @@ SELECTED_JOB = "selected_job"  # the job the Train and Predict pages show
 CUSTOM_DATASETS = "custom_datasets"  # name → Dataset built from this user's own images
 
 DEFAULT_DATASET = DatasetChoice("fashion_mnist", {})
-FALLBACK_DATASET = DatasetChoice("shapes", {"count_per_class": 600, "image_size": 28, "colour": False, "seed": 0})
+FALLBACK_DATASET = DatasetChoice("shapes", {"count_per_class": 600, "image_size": 28, "colour": False, "seed": 0, "clutter": False})
 
 
 OWNER_PARAM, RUN_PARAM = "user", "run"  # URL query parameters that bring a reload back to its runs
