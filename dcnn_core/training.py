@@ -327,7 +327,8 @@ class _Lifecycle:
             self.finish(FAILED, _one_line(error), traceback.format_exc())
         finally:
             self.turns.end_turn()
-            _release_training_state(job.model)
+            if job.description.limits != RunLimits():  # a shared server: many ended runs stay in memory
+                _release_training_state(job.model)
 
     # --- the work -----------------------------------------------------------------------------
 
@@ -463,7 +464,7 @@ def _release_training_state(model) -> None:
     """Drop what only training needs (traced step functions, the cached validation iterator and its thread).
 
     An ended run stays in memory for its pages (prediction, Continue); in a room of 30 that is 30 models.
-    Keras traces the functions again if the run is continued.
+    Keras traces the functions again if the run is continued (a second or so), so a lone user keeps them.
     """
     if model is None:
         return

@@ -136,8 +136,18 @@ def test_bad_training_settings_are_refused(tiny_shapes, changes, message):
         training.TrainingJob(spec.preset("Simple CNN"), tiny_shapes, training.TrainConfig(**changes))
 
 
-def test_an_ended_run_keeps_its_model_but_not_its_training_machinery(trained_job, tiny_shapes):
-    """Traced step functions and the validation iterator are dropped at the end; prediction and Continue still work."""
-    model = trained_job.model
+def test_on_a_shared_server_an_ended_run_keeps_its_model_but_not_its_training_machinery(trained_job, tiny_shapes):
+    """Traced step functions and the validation iterator are dropped at the end of a room's run; prediction still works.
+
+    A lone user's run (no room limits) keeps them, so Continue does not trace again.
+    """
+    assert trained_job.model.train_function is not None
+    description = training.RunDescription(spec.preset("Simple CNN"), training.TrainConfig(epochs=1, batch_size=16),
+                                          {"key": "shapes", "options": {}, "title": "t"},
+                                          limits=training.RunLimits(images_per_epoch=64))  # fmt: skip
+    job = training.TrainingJob(description, tiny_shapes)
+    job.run()
+    model = job.model
+    assert job.status == training.FINISHED
     assert model.train_function is None and getattr(model, "_eval_epoch_iterator", None) is None
     assert predict_probabilities(model, tiny_shapes.x_test[:2]).shape == (2, tiny_shapes.num_classes)
