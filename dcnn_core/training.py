@@ -171,12 +171,12 @@ class TrainingJob:
         return job
 
     def request_stop(self, reason: str = "") -> None:
-        """Ask training to end after the current batch; the weights so far are kept."""
+        """Ask training to end after the batches in progress (at most BATCHES_PER_CALL); the weights so far are kept."""
         self._stop_reason = reason
         self._stop.set()
         with self._lock:
             if self._status == RUNNING:
-                self._message = "Stopping after this batch…"
+                self._message = "Stopping after the batches in progress…"
 
     def prepare_continue(self, extra_epochs: int) -> None:
         """Make an ended run ready to train ``extra_epochs`` more, from its current weights (callers hold the registry's lock)."""
