@@ -106,8 +106,12 @@ def _stop(process: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory) -> Iterator[AppServer]:
-    """``streamlit run app.py`` on a free port, offline-safe, with its own empty runs folder."""
-    yield from _serve(tmp_path_factory, "server.log", {})
+    """``streamlit run app.py`` on a free port, offline-safe, with its own empty runs folder.
+
+    Two attendees' contexts make it a shared server, whose room limits would cut a run to 20 epochs:
+    the workshop flow needs its 50-epoch run still training when it presses Stop.
+    """
+    yield from _serve(tmp_path_factory, "server.log", {"DCNN_ROOM_MAX_EPOCHS": "0"})
 
 
 @pytest.fixture(scope="module")

@@ -218,7 +218,8 @@ def test_model_page_reacts_to_presets_and_sliders(app_page: Page):
 def test_training_is_live_survives_navigation_and_stops(app_page: Page):
     page = app_page
     go_to(page, "Train", "Train")
-    assert press_on_slider(page, "train_epochs", "End") == "50"  # long enough to stop it half-way
+    assert press_on_slider(page, "train_epochs", "End") == "50"  # long enough to stop it half-way…
+    assert press_on_slider(page, "train_batch_size", "Home") == "8"  # …on any machine: small batches, ~4× the steps
 
     page.locator(".st-key-train_start button").click()
     stop = page.locator(".st-key-train_stop button")
