@@ -1,7 +1,7 @@
 """A small workshop room in a real browser: five attendees, two compute slots, everyone presses Start at once.
 
 Each attendee is its own browser context (its own Streamlit session) on one server started with
-``DCNN_MAX_CONCURRENT_JOBS=2``. They set a short run (3 epochs of the default Simple CNN on the
+``DCNN_MAX_CONCURRENT_JOBS=2``. They set a short run (3 epochs of the default Simple CNN, batch 8, on the
 offline Shapes stand-in) and press Start within a few seconds. With fair share every run takes
 turns, so every attendee's progress must move before anybody's run has finished — first come,
 first served with two slots would leave three of them waiting in line until the first two end.
@@ -96,6 +96,7 @@ def test_every_attendee_trains_while_the_others_do_and_all_finish(room: list[Att
         attendee.page.keyboard.press("Home")
         assert press_on_slider(attendee.page, "train_epochs", "ArrowRight") == "2"
         assert press_on_slider(attendee.page, "train_epochs", "ArrowRight") == str(EPOCHS)
+        assert press_on_slider(attendee.page, "train_batch_size", "Home") == "8"  # more, smaller steps: room to watch turns
 
     for attendee in room:  # within a few seconds, as a room does when told "go"
         attendee.page.locator(".st-key-train_start button").click()
