@@ -149,23 +149,9 @@ class Leaderboard:
 
     # --- writing ----------------------------------------------------------------------------
 
-    def publish(
-        self,
-        *,
-        owner: str,
-        run_id: str,
-        display_name: str,
-        dataset_ref: dict,
-        dataset_title: str,
-        spec: ModelSpec,
-        parameters: int | None,
-        config: TrainConfig,
-        test_accuracy: float,
-        training_s: float,
-    ) -> Entry:
-        """Add a run (or rename it, if this owner published it already); raises ValueError."""
-        row = entry_row(owner=owner, run_id=run_id, display_name=display_name, dataset_ref=dataset_ref, dataset_title=dataset_title,
-                        spec=spec, parameters=parameters, config=config, test_accuracy=test_accuracy, training_s=training_s)  # fmt: skip
+    def publish(self, **fields) -> Entry:
+        """Add a run (or rename it, if this owner published it already); ``fields`` as ``entry_row``; raises ValueError."""
+        row = entry_row(**fields)
         with self._database.transaction() as connection:  # the counts checked below hold until COMMIT
             existing = connection.execute(
                 "SELECT id FROM entries WHERE owner_hash = ? AND run_id = ?", (row["owner_hash"], row["run_id"])
