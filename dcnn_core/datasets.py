@@ -161,9 +161,9 @@ def load_shapes(count_per_class: int = 600, image_size: int = 28, colour: bool =
     """The generated Shapes set, split 5:1 into training and test images (``clutter``: the harder variant)."""
     images, labels = shapes.generate_shapes(count_per_class, image_size, colour, seed, clutter=clutter)
     train, test = _stratified_split(labels, test_fraction=1 / 6, seed=seed)
-    variant = ("colour" if colour else "grayscale") + (", cluttered" if clutter else "")
+    variant = ["colour" if colour else "grayscale", *(["cluttered"] if clutter else [])]
     return _make(
-        f"shapes-{variant.replace(', ', '-')}", f"Shapes ({variant}, generated)",
+        "-".join(["shapes", *variant]), f"Shapes ({', '.join(variant)}, generated)",
         f"Generated offline by dcnn_core.shapes (seed {seed}, {count_per_class} per class)",
         images[train], labels[train], images[test], labels[test], shapes.SHAPE_NAMES,
         light_on_dark=not colour,
