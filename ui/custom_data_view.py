@@ -130,8 +130,9 @@ def _import(make_report: Callable[[], custom_data.ImportReport], raw_name: str) 
     """Run an import; a refusal or any failure becomes one message, and the app keeps working."""
     sets, most = st.session_state[state.CUSTOM_DATASETS], resources.settings().max_image_sets_per_user
     if most and len(sets) >= most and custom_data.set_name(raw_name) not in sets:
-        st.error(f"You have {len(sets)} image sets in this session, the most this server keeps per person: remove one under "
-                 "**Your image sets in this session** to import another. Nothing was changed.", icon=":material/block:")  # fmt: skip
+        st.error(f"You have the most this server keeps per person: {most} image set{'s' if most != 1 else ''} in a session. "
+                 "Remove one under **Your image sets in this session** to import another. Nothing was changed.",
+                 icon=":material/block:")  # fmt: skip
         return
     try:
         with st.spinner("Reading your images…"):

@@ -203,8 +203,9 @@ def draw_import() -> None:
         return
     settings = resources.settings()
     if settings.max_imported_models_per_user and len(imported) >= settings.max_imported_models_per_user:
-        st.error(f"You have imported {len(imported)} models in this session, the most this server keeps per person. Imported "
-                 "models last as long as this browser tab: reload the page to forget them (your trained runs stay).",
+        most = settings.max_imported_models_per_user
+        st.error(f"You have imported the most this server keeps per person: {most} model{'s' if most != 1 else ''} in a session. "
+                 "Imported models last as long as this browser tab: reload the page to forget them (your trained runs stay).",
                  icon=":material/block:")  # fmt: skip
         return
     try:
