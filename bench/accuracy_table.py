@@ -1,6 +1,6 @@
 """Test accuracy and training time of the article's baseline vs every CNN preset, on the bundled sets.
 
-Each preset of ``dcnn_core.spec.PRESETS`` is trained through the app's own path
+Each preset of ``dcnn_core.design.spec.PRESETS`` is trained through the app's own path
 (``TrainingJob(...).run()``): adam 1e-3, batch 32, validation split 0.1, seed 0, a fixed number of
 epochs per set (10 on Shapes 28×28 grayscale, 20 on the 8×8 handwritten digits). Test accuracy is on
 each set's held-out test split. Presets the planner refuses for a set's image size are listed as
@@ -13,7 +13,7 @@ repeated N times in rotated order and the median time is shown (accuracy is the 
 same seed, one TensorFlow thread).
 
 With ``--recipes`` every preset is trained twice on each set: with those defaults, and with its recipe
-(``dcnn_core.recipes``: optimizer, rate, schedule, batch, epochs, augmentation, early stopping). A preset
+(``dcnn_core.design.recipes``: optimizer, rate, schedule, batch, epochs, augmentation, early stopping). A preset
 that does not fit a set's image size is also trained as the nearest design that fits
 (``recipes.nearest_fitting``), with its recipe. The article baseline with defaults is the reference.
 
@@ -30,13 +30,13 @@ from _common import print_header
 
 
 def default_config(epochs: int):
-    from dcnn_core.training import TrainConfig
+    from dcnn_core.training.job import TrainConfig
 
     return TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=32, epochs=epochs, validation_split=0.1, seed=0)
 
 
 def train(spec, dataset, epochs: int, config=None) -> dict:
-    from dcnn_core.training import FINISHED, TrainingJob
+    from dcnn_core.training.job import FINISHED, TrainingJob
 
     job = TrainingJob(spec, dataset, config or default_config(epochs))
     job.run()  # in this thread: the same work the registry's worker thread does
@@ -47,8 +47,8 @@ def train(spec, dataset, epochs: int, config=None) -> dict:
 
 
 def table_for(title: str, dataset, epochs: int, repeats: int) -> list[str]:
-    from dcnn_core import plan
-    from dcnn_core import spec as model_spec
+    from dcnn_core.design import plan
+    from dcnn_core.design import spec as model_spec
 
     names = list(model_spec.PRESETS)
     runnable, refused = [], {}
@@ -96,8 +96,8 @@ def _shown(result: dict | None) -> tuple[str, str]:
 
 def recipe_rows_for(title: str, dataset, epochs: int) -> list[str]:
     """Every preset with the defaults and with its recipe; a preset that does not fit, as its nearest fitting design."""
-    from dcnn_core import plan, recipes
-    from dcnn_core import spec as model_spec
+    from dcnn_core.design import plan, recipes
+    from dcnn_core.design import spec as model_spec
 
     rows, reference = [], None
     for name in model_spec.PRESETS:
@@ -133,7 +133,9 @@ def main() -> None:
     parser.add_argument("--epochs-fashion", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=1, help="runs of each preset; the median time is shown (default 1)")
     parser.add_argument("--fashion", action="store_true", help="also train on Fashion-MNIST when it can be downloaded (long)")
-    parser.add_argument("--recipes", action="store_true", help="each preset with the defaults and with its recipe (dcnn_core.recipes)")
+    parser.add_argument(
+        "--recipes", action="store_true", help="each preset with the defaults and with its recipe (dcnn_core.design.recipes)"
+    )
     parser.add_argument(
         "--sets",
         default="shapes,digits,cluttered",
@@ -143,7 +145,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["DCNN_TF_THREADS"] = str(args.threads)
     print_header("Accuracy and time: article baseline vs CNN presets")
-    from dcnn_core import datasets
+    from dcnn_core.data import datasets
     from dcnn_core.runtime import import_keras
 
     import_keras()

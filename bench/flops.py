@@ -2,7 +2,7 @@
 
 Training FLOPs per image ≈ 3 × forward multiply-adds × 2: the backward pass costs about twice the
 forward pass (gradients for the inputs and for the weights), and one multiply-add is 2 FLOPs. The
-forward multiply-adds come from ``dcnn_core.plan.analyse`` (convolutions and dense layers only:
+forward multiply-adds come from ``dcnn_core.design.plan.analyse`` (convolutions and dense layers only:
 activations, pooling, batch norm and the optimizer step are left out, so the figure is a slight
 under-count). Images per second: one warm epoch of ``model.fit`` on random uint8 28×28×1 images
 (10 classes, adam, the first epoch untimed), timed from ``on_epoch_begin`` to ``on_epoch_end``.
@@ -98,9 +98,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["DCNN_TF_THREADS"] = str(args.threads)
     print_header("Training FLOP/s as a fraction of peak")
-    from dcnn_core import plan
-    from dcnn_core import spec as model_spec
-    from dcnn_core.build import build_model
+    from dcnn_core.design import plan
+    from dcnn_core.design import spec as model_spec
+    from dcnn_core.design.build import build_model
     from dcnn_core.runtime import import_keras
 
     keras = import_keras()

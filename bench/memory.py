@@ -87,11 +87,11 @@ def trainings_worker(epochs: int, images: int, jobs_count: int = JOBS) -> None:
     import numpy as np
     import plotly.graph_objects  # noqa: F401  (the server has it loaded too)
 
-    from dcnn_core import datasets
-    from dcnn_core import spec as model_spec
-    from dcnn_core.jobs import JobRegistry
+    from dcnn_core.data import datasets
+    from dcnn_core.design import spec as model_spec
     from dcnn_core.runtime import import_keras
-    from dcnn_core.training import FINISHED, TrainConfig, TrainingJob
+    from dcnn_core.training.job import FINISHED, TrainConfig, TrainingJob
+    from dcnn_core.training.registry import JobRegistry
 
     pid = os.getpid()
     start = rss_bytes(pid, children=False)

@@ -1,6 +1,6 @@
 """One-image prediction latency of the Simple CNN: the app's path vs ``model.predict``.
 
-A: ``dcnn_core.evaluation.predict_probabilities(model, image[None])`` — what the Predict page calls
+A: ``dcnn_core.results.evaluation.predict_probabilities(model, image[None])`` — what the Predict page calls
 for an uploaded or drawn image (the model called directly, no ``predict`` loop).
 B: ``model.predict(image[None], verbose=0)``.
 C: A again, right after ``keras.backend.clear_session(free_memory=False)`` (not timed). Streamlit calls
@@ -34,9 +34,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["DCNN_TF_THREADS"] = str(args.threads)
     print_header("Prediction latency, one 28×28 image")
-    from dcnn_core import evaluation
-    from dcnn_core import spec as model_spec
-    from dcnn_core.build import build_model
+    from dcnn_core.design import spec as model_spec
+    from dcnn_core.design.build import build_model
+    from dcnn_core.results import evaluation
     from dcnn_core.runtime import import_keras
 
     keras = import_keras()

@@ -1,6 +1,6 @@
 """Training throughput through the dashboard's job machinery, as a fraction of a plain ``model.fit``.
 
-A: a ``dcnn_core.training.TrainingJob`` submitted to a ``JobRegistry`` (its worker thread, live-metrics
+A: a ``dcnn_core.training.job.TrainingJob`` submitted to a ``JobRegistry`` (its worker thread, live-metrics
 callback and tf.data pipeline), while a reader thread does what an open Train page costs the server
 every second (``--page``): ``snapshot`` (default) reads ``job.snapshot()``, the job machinery's part;
 ``draw`` also builds both live Plotly figures and serialises them to JSON; ``server`` then also does
@@ -8,7 +8,7 @@ what Streamlit does after every (fragment) run once Keras is imported: ``keras.b
 (which calls ``gc.collect()``) and ``gc.collect(2)`` — Streamlit's defaults; ``server-no-clear`` does the
 same without ``clear_session`` (Keras's session kept, as app.py does); ``draw`` alone is the server as
 configured now (``runner.postScriptGC = false``: no collection after a run).
-B: ``dcnn_core.build.build_model`` + the same compile, then ``model.fit(x, y, batch_size, shuffle=True)``
+B: ``dcnn_core.design.build.build_model`` + the same compile, then ``model.fit(x, y, batch_size, shuffle=True)``
 on the same uint8 arrays — in the same process (same TensorFlow thread settings), same seed.
 
 Both first train one untimed epoch (graph tracing). Then warm epochs alternate, A B, B A, …: A is the
@@ -37,7 +37,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=10, help="A/B pairs of warm epochs (default 10)")
     parser.add_argument("--images", type=int, default=6000, help="training images, Shapes 28×28 grayscale (default 6000)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--model", default="Simple CNN", help="a preset name from dcnn_core.spec.PRESETS")
+    parser.add_argument("--model", default="Simple CNN", help="a preset name from dcnn_core.design.spec.PRESETS")
     parser.add_argument("--threads", type=int, default=1, help="DCNN_TF_THREADS for both (default 1, the app's default on 2 cores)")
     parser.add_argument(
         "--page",
@@ -50,7 +50,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def load_data(images: int):
-    from dcnn_core import datasets, shapes
+    from dcnn_core.data import datasets, shapes
 
     per_class = max(2, round(images / len(shapes.SHAPE_NAMES) * 6 / 5))  # load_shapes keeps 5/6 of each class for training
     return datasets.load_shapes(count_per_class=per_class, image_size=28, colour=False, seed=0)
@@ -60,7 +60,7 @@ def page_reader(job, mode: str, stop: threading.Event, interval_s: float = 1.0) 
     """What pages/train.py's fragment does each ``run_every`` second while the job is active."""
     import gc
 
-    from dcnn_core import plots
+    from dcnn_core.results import plots
     from dcnn_core.runtime import import_keras
 
     keras = import_keras()
@@ -96,8 +96,8 @@ class JobRunner:
     """A: one TrainingJob, trained once untimed, then continued one epoch at a time."""
 
     def __init__(self, spec, dataset, config, page: str):
-        from dcnn_core import training
-        from dcnn_core.jobs import JobRegistry
+        from dcnn_core.training import job as training
+        from dcnn_core.training.registry import JobRegistry
 
         self.registry = JobRegistry(max_concurrent=1)
         self.page = page
@@ -119,7 +119,7 @@ class JobRunner:
         self._train()  # the untimed first epoch
 
     def _train(self) -> None:
-        from dcnn_core.training import FINISHED
+        from dcnn_core.training.job import FINISHED
 
         self.registry.submit(self.job)
         stop = threading.Event()
@@ -146,7 +146,7 @@ class PlainRunner:
     """B: the same model built and compiled by hand, trained with model.fit on the numpy arrays."""
 
     def __init__(self, spec, dataset, config):
-        from dcnn_core.build import build_model
+        from dcnn_core.design.build import build_model
         from dcnn_core.runtime import import_keras
 
         keras = import_keras()
@@ -178,9 +178,9 @@ def main() -> None:
     args = parse_args()
     os.environ["DCNN_TF_THREADS"] = str(args.threads)  # read once by dcnn_core.runtime.import_keras
     print_header("Training throughput: dashboard job vs plain model.fit")
-    from dcnn_core import spec as model_spec
+    from dcnn_core.design import spec as model_spec
     from dcnn_core.runtime import import_keras
-    from dcnn_core.training import TrainConfig
+    from dcnn_core.training.job import TrainConfig
 
     import_keras()
     import plotly.graph_objects  # noqa: F401  (loaded in the server too)

@@ -70,7 +70,7 @@ class PeakMemory:
 
 
 def load_data(args):
-    from dcnn_core import custom_data, datasets
+    from dcnn_core.data import custom_data, datasets
 
     if args.zip:
         with open(args.zip, "rb") as file:
@@ -81,10 +81,10 @@ def load_data(args):
 def train(spec, dataset, args, fine_tune: bool) -> Result:
     import numpy as np
 
-    from dcnn_core import backbones
-    from dcnn_core.build import build_model
+    from dcnn_core.design import backbones
+    from dcnn_core.design.build import build_model
     from dcnn_core.runtime import import_keras
-    from dcnn_core.training_config import TrainConfig
+    from dcnn_core.training.config import TrainConfig
 
     keras = import_keras()
     keras.utils.set_random_seed(args.seed)
@@ -111,7 +111,7 @@ def train(spec, dataset, args, fine_tune: bool) -> Result:
 
 def run_one(args) -> Result:
     """Train the model that ``args.one`` names ("scratch:0:frozen", "efficientnet_b0:96:fine"), the data loaded first."""
-    from dcnn_core import backbones, spec
+    from dcnn_core.design import backbones, spec
     from dcnn_core.runtime import import_keras
 
     import_keras()

@@ -18,27 +18,34 @@ def _int_from(source: Mapping[str, str], name: str, default: int, minimum: int =
     return max(minimum, value)
 
 
+def _limit_from(source: Mapping[str, str], name: str, default: int | None) -> int | None:
+    """A limit: a positive number, or None (no limit) when set to 0."""
+    value = _int_from(source, name, -1, minimum=0)
+    return default if value < 0 else value or None
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Limits that protect a server shared by a whole workshop room."""
+    """Limits that protect a server shared by a whole workshop room (None: no limit; set as 0)."""
 
     max_concurrent_jobs: int = 1  # trainings computing at the same moment; the others take turns (fair share)
     tf_threads: int = 1  # intra-op threads per TF op; leaves a core for the web server
-    max_parameters: int = 5_000_000  # designs above this are refused before training
+    max_parameters: int | None = 5_000_000  # designs above this are refused before training
     max_upload_megapixels: int = 40  # larger decoded images are refused
-    room_images_per_epoch: int = 3000  # shared server: each epoch trains on a fresh random subset of at most this many images
-    room_max_epochs: int = 20  # shared server: epochs per run (more are cut, with a note)
-    room_max_train_minutes: int = 5  # shared server: training time per run; then it stops, its model kept
-    max_queue: int = 60  # trainings active (computing or waiting) in the whole server; more are refused with a message
-    max_runs_per_user: int = 20  # runs one user keeps; delete one to start another
-    max_disk_mb_per_user: int = 500  # saved runs (models, own images) one user keeps on disk; then Start asks to delete one
-    max_image_sets_per_user: int = 3  # own image sets one session keeps in memory (each within custom_data_budget_mb)
-    max_imported_models_per_user: int = 3  # .keras models one session imports on the Predict page
+    room_images_per_epoch: int | None = 3000  # shared server: each epoch trains on a fresh random subset of at most this many images
+    room_max_epochs: int | None = 20  # shared server: epochs per run (more are cut, with a note)
+    room_max_train_minutes: int | None = 5  # shared server: training time per run; then it stops, its model kept
+    max_queue: int | None = 60  # trainings active (computing or waiting) in the whole server; more are refused with a message
+    max_runs_per_user: int | None = 20  # runs one user keeps; delete one to start another
+    max_disk_mb_per_user: int | None = 500  # saved runs (models, own images) one user keeps on disk; then Start asks to delete one
+    max_image_sets_per_user: int | None = 3  # own image sets one session keeps in memory (each within custom_data_budget_mb)
+    max_imported_models_per_user: int | None = 3  # .keras models one session imports on the Predict page
     standin_images_per_class: int = 600  # the offline stand-in Shapes set (when a download fails): images per class
     idle_stop_s: int = 1800  # a training nobody has looked at for this long is stopped (its model kept)
     custom_data_budget_mb: int = 200  # a user's own image set (uint8 arrays) never takes more memory than this
     allow_server_folders: bool = False  # offer "import a folder on this server": only for a local, single-user app
     log_page_times: bool = False  # DCNN_LOG_PAGE_TIMES=1: the server log gets each page run's seconds (bench/room.py reads them)
+    ray_address: str = ""  # DCNN_RAY_ADDRESS: train on a Ray cluster ("local", "auto" or host:port); empty = in this process
     instructor_key: str = field(default="", repr=False)  # DCNN_INSTRUCTOR_KEY: unlocks the room view; empty = none
 
 
@@ -49,20 +56,21 @@ def load_settings(source: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         max_concurrent_jobs=_int_from(env, "DCNN_MAX_CONCURRENT_JOBS", 1 if cores <= 2 else cores - 1),
         tf_threads=_int_from(env, "DCNN_TF_THREADS", max(1, cores - 1)),
-        max_parameters=_int_from(env, "DCNN_MAX_PARAMETERS", 5_000_000),
+        max_parameters=_limit_from(env, "DCNN_MAX_PARAMETERS", 5_000_000),
         max_upload_megapixels=_int_from(env, "DCNN_MAX_UPLOAD_MEGAPIXELS", 40),
         idle_stop_s=_int_from(env, "DCNN_IDLE_STOP_S", 1800, minimum=60),
         custom_data_budget_mb=_int_from(env, "DCNN_CUSTOM_DATA_BUDGET_MB", 200),
         allow_server_folders=str(env.get("DCNN_ALLOW_SERVER_FOLDERS", "")).strip() == "1",
-        room_images_per_epoch=_int_from(env, "DCNN_ROOM_IMAGES_PER_EPOCH", 3000, minimum=0),
-        room_max_epochs=_int_from(env, "DCNN_ROOM_MAX_EPOCHS", 20, minimum=0),
-        room_max_train_minutes=_int_from(env, "DCNN_ROOM_MAX_TRAIN_MINUTES", 5, minimum=0),
-        max_queue=_int_from(env, "DCNN_MAX_QUEUE", 60, minimum=0),
-        max_runs_per_user=_int_from(env, "DCNN_MAX_RUNS_PER_USER", 20, minimum=0),
-        max_disk_mb_per_user=_int_from(env, "DCNN_MAX_DISK_MB_PER_USER", 500, minimum=0),
-        max_image_sets_per_user=_int_from(env, "DCNN_MAX_IMAGE_SETS_PER_USER", 3, minimum=0),
-        max_imported_models_per_user=_int_from(env, "DCNN_MAX_IMPORTED_MODELS_PER_USER", 3, minimum=0),
+        room_images_per_epoch=_limit_from(env, "DCNN_ROOM_IMAGES_PER_EPOCH", 3000),
+        room_max_epochs=_limit_from(env, "DCNN_ROOM_MAX_EPOCHS", 20),
+        room_max_train_minutes=_limit_from(env, "DCNN_ROOM_MAX_TRAIN_MINUTES", 5),
+        max_queue=_limit_from(env, "DCNN_MAX_QUEUE", 60),
+        max_runs_per_user=_limit_from(env, "DCNN_MAX_RUNS_PER_USER", 20),
+        max_disk_mb_per_user=_limit_from(env, "DCNN_MAX_DISK_MB_PER_USER", 500),
+        max_image_sets_per_user=_limit_from(env, "DCNN_MAX_IMAGE_SETS_PER_USER", 3),
+        max_imported_models_per_user=_limit_from(env, "DCNN_MAX_IMPORTED_MODELS_PER_USER", 3),
         standin_images_per_class=min(20_000, _int_from(env, "DCNN_STANDIN_IMAGES_PER_CLASS", 600, minimum=10)),
         log_page_times=str(env.get("DCNN_LOG_PAGE_TIMES", "")).strip() == "1",
+        ray_address=str(env.get("DCNN_RAY_ADDRESS", "")).strip(),
         instructor_key=str(env.get("DCNN_INSTRUCTOR_KEY", "")).strip(),
     )

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from dcnn_core import datasets
-from dcnn_core.datasets import CUSTOM_KEY, DatasetChoice
+from dcnn_core.data import datasets
+from dcnn_core.data.datasets import CUSTOM_KEY, DatasetChoice
 from ui import custom_data_view, data_view, resources, state
 
 state.ensure_started_from_app()

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from dcnn_core import plan, plots
+from dcnn_core.design import plan
+from dcnn_core.results import plots
 from ui import model_form, model_view, resources, state
 from ui.text import plain
 
@@ -40,7 +41,7 @@ with design:
 
 spec = model_form.spec_from_widgets()
 st.session_state[state.MODEL_SPEC] = spec
-analysis = plan.analyse(spec, dataset.input_shape, dataset.num_classes, resources.settings().max_parameters)
+analysis = plan.analyse(spec, dataset.input_shape, dataset.num_classes, resources.engine().rules.max_parameters)
 
 with analysis_slot:
     if not analysis.ok:

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dcnn_core import plan
+from dcnn_core.design import plan
 from ui import experiment_view, leaderboard_view, resources, runs_view, state, training_view
 from ui.text import plain
 
@@ -15,11 +15,11 @@ if (shared := state.shared_run_from_url()) is not None:  # a read-only share lin
 st.title("Train")
 dataset = resources.current_dataset()
 spec = state.model_spec_state()
-analysis = plan.analyse(spec, dataset.input_shape, dataset.num_classes, resources.settings().max_parameters)
-jobs = resources.session_jobs()
-active = training_view.any_active(jobs)
+analysis = plan.analyse(spec, dataset.input_shape, dataset.num_classes, resources.engine().rules.max_parameters)
+runs = resources.session_runs()
+active = any(run.active for run in runs)
 
-with st.expander(f"Training settings for **{plain(spec.name)}** on **{plain(dataset.title)}**", expanded=not jobs):
+with st.expander(f"Training settings for **{plain(spec.name)}** on **{plain(dataset.title)}**", expanded=not runs):
     config = training_view.config_controls(dataset)
 
 if not analysis.ok:
@@ -31,7 +31,7 @@ else:
         help="One training at a time per user; stop the current one to start another." if active else None,
     )  # fmt: skip
 
-room_line = resources.run_limits(config)[2]
+room_line = resources.room_line(config.epochs)
 if room_line:
     st.caption(room_line)
 
@@ -45,12 +45,12 @@ refused = st.session_state.pop(training_view.REFUSED, None)
 if refused:
     st.warning(refused, icon=":material/block:")
 
-job = resources.selected_job()
-if job is not None:
-    st.fragment(run_every=resources.live_refresh_s() if active else None)(training_view.draw_job)(job, active)
-    leaderboard_view.draw_publish(job)
+run = resources.selected_run()
+if run is not None:
+    st.fragment(run_every=resources.live_refresh_s() if active else None)(training_view.draw_run)(run, active)
+    leaderboard_view.draw_publish(run)
 else:
     st.info("Press **Start training**. The curves appear here and keep moving while you visit other pages.")
 
-if jobs:
-    runs_view.draw_runs(jobs)
+if runs:
+    runs_view.draw_runs(runs)

@@ -11,7 +11,9 @@ os.environ.setdefault("DCNN_TF_THREADS", "2")  # tests own the machine; the app 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("DCNN_RUNS_DIR", tempfile.mkdtemp(prefix="dcnn-test-runs-"))  # never the repo's runs/
 
-from dcnn_core import datasets, spec, training  # noqa: E402
+from dcnn_core.data import datasets
+from dcnn_core.design import spec
+from dcnn_core.training import job as training  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +45,7 @@ def mobilenet_weights(tmp_path_factory):
     import h5py
     from keras.src.legacy.saving import legacy_h5_format  # the format keras.applications' files are in
 
-    from dcnn_core import backbones
+    from dcnn_core.design import backbones
     from dcnn_core.runtime import import_keras
 
     keras = import_keras()

@@ -1,8 +1,9 @@
 """A trained model's analysis: computed once per version, fresh after the run is trained further, bounded."""
 
-from dcnn_core import spec, training
-from dcnn_core.analysis import Analyses
-from dcnn_core.jobs import JobRegistry
+from dcnn_core.design import spec
+from dcnn_core.results.analysis import Analyses
+from dcnn_core.training import job as training
+from dcnn_core.training.registry import JobRegistry
 
 
 def test_an_analysis_is_computed_once_and_replaced_when_the_run_is_continued(tiny_shapes):
@@ -15,8 +16,8 @@ def test_an_analysis_is_computed_once_and_replaced_when_the_run_is_continued(tin
     assert analyses.of(job).get("pca", lambda: calls.append(1) or "again") == "projection" and calls == [1]
     assert analyses.of(job).evaluation() is first
 
-    registry = JobRegistry(max_concurrent=1)
-    registry.continue_for_owner(job, 2)
+    job.prepare_continue(2)
+    JobRegistry(max_concurrent=1).submit(job)
     assert job.wait(60)
     fresh = analyses.of(job)
     assert not fresh.has("pca") and not fresh.has("evaluation")  # nothing of the old version is shown

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dcnn_core import training
+from dcnn_core.training import job as training
+from tests.helpers import app_engine, goto, plotly_figures, session_runs, shapes_zip, tighten_app_rules, wait_for_run
 
 TIMEOUT = 60
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -34,17 +34,6 @@ def app(monkeypatch):
     return at
 
 
-def _goto(at: AppTest, page: str) -> AppTest:
-    at.switch_page(f"pages/{page}.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def _plotly(at: AppTest) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-
-
 def test_home_page_shows_the_four_steps(app):
     assert app.title[0].value == "DCNN Studio"
     text = " ".join(md.value for md in app.markdown)
@@ -53,29 +42,29 @@ def test_home_page_shows_the_four_steps(app):
 
 
 def test_data_page_falls_back_to_shapes_offline_and_shows_samples(app):
-    _goto(app, "data")
+    goto(app, "data")
     warnings = [w.value for w in app.warning]
     assert any("Fashion-MNIST could not be downloaded" in w for w in warnings)
     assert app.selectbox(key="data_dataset").value == "shapes"
-    figures = _plotly(app)
+    figures = plotly_figures(app)
     grid = figures[0]
     assert sum(1 for trace in grid["data"] if trace["type"] == "image") == 12  # the article's 2×6
     assert "Classes: 6: circle, square, triangle, cross, star, ring" in [t.value for t in app.text]
 
 
 def test_data_page_switches_to_digits_and_filters_by_class(app):
-    _goto(app, "data")
+    goto(app, "data")
     app.selectbox(key="data_dataset").set_value("digits").run()
     app.selectbox(key="data_grid_class").set_value(3).run()
     assert not app.exception
-    grid = _plotly(app)[0]
+    grid = plotly_figures(app)[0]
     titles = [a["text"] for a in grid["layout"]["annotations"]]
     assert titles == ["3"] * 12
     assert "Image shape: 8 × 8 × 1 (grayscale)" in [t.value for t in app.text]
 
 
 def test_model_page_preset_and_slider_change_the_summary(app):
-    _goto(app, "model")
+    goto(app, "model")
     app.selectbox(key="model_preset").set_value("Article baseline").run()
     params = app.metric[0].value
     assert params == f"{28 * 28 * 256 + 256 + 256 * 6 + 6:,}"  # Shapes has 6 classes
@@ -89,16 +78,16 @@ def test_model_page_preset_and_slider_change_the_summary(app):
 
 
 def test_model_page_refuses_a_design_that_cannot_work(app):
-    _goto(app, "data")
+    goto(app, "data")
     app.selectbox(key="data_dataset").set_value("digits").run()
-    _goto(app, "model")
+    goto(app, "model")
     app.selectbox(key="model_preset").set_value("LeNet-5").run()
     errors = [e.value for e in app.error]
     assert any("cannot be trained" in e and "block2_conv1" in e for e in errors)
 
 
 def test_train_page_starts_shows_metrics_and_stops(app):
-    _goto(app, "train")
+    goto(app, "train")
     app.slider(key="train_epochs").set_value(30).run()
     app.button(key="train_start").click().run()
     assert not app.exception
@@ -108,38 +97,30 @@ def test_train_page_starts_shows_metrics_and_stops(app):
     progress = None
     while time.time() < deadline:
         app.run()
-        registry_jobs = _session_jobs(app)
-        progress = registry_jobs[0].snapshot()
+        progress = app_engine().progress(session_runs(app)[0].run_id)
         if progress.history["loss"]:
             break
         time.sleep(0.5)
     assert progress is not None and progress.history["loss"], "no metrics arrived"
-    assert any(fig["data"] for fig in _plotly(app)), "no live curves drawn"
+    assert any(fig["data"] for fig in plotly_figures(app)), "no live curves drawn"
     app.button(key="train_stop").click().run()
-    job = _session_jobs(app)[0]
-    assert job.wait(15)
+    run = session_runs(app)[0]
+    assert wait_for_run(run.run_id, 15)
     app.run()
-    assert job.status == training.STOPPED
+    assert app_engine().run(run.run_id).status == training.STOPPED
     assert any("Stopped by you" in i.value for i in app.info)
     assert not app.exception
 
 
-def _session_jobs(at: AppTest) -> list[training.TrainingJob]:
-    from ui import resources
-
-    registry = resources.job_registry()
-    return [registry.get(job_id) for job_id in at.session_state["job_ids"]]
-
-
 def test_predict_page_without_a_run_says_what_to_do(app):
-    _goto(app, "predict")
+    goto(app, "predict")
     assert any("Train a model first" in i.value for i in app.info)
 
 
 def test_model_page_loads_a_design_from_json_and_refuses_a_bad_one(app):
-    from dcnn_core import spec
+    from dcnn_core.design import spec
 
-    _goto(app, "model")
+    goto(app, "model")
     design = spec.preset("VGG-style mini")
     design.name = "My VGG"
     app.get("file_uploader")[0].set_value(("my_vgg.json", design.to_json().encode(), "application/json")).run()
@@ -153,66 +134,48 @@ def test_model_page_loads_a_design_from_json_and_refuses_a_bad_one(app):
 
 
 def test_model_page_shows_code_diagram_and_comparison(app):
-    _goto(app, "model")
+    goto(app, "model")
     code = app.get("code")[0].value
     assert "def build_model():" in code and "layers.Conv2D(" in code
-    figures = _plotly(app)
+    figures = plotly_figures(app)
     assert any(len(fig["layout"].get("shapes", [])) >= 5 for fig in figures)  # the architecture diagram
     tables = [frame.value for frame in app.dataframe if "Design" in frame.value.columns]
     assert list(tables[0]["Design"]) == ["Article baseline", "Simple CNN"]
 
 
-def _shapes_zip(per_class: int = 6) -> bytes:
-    """A zip of class folders, as a user would make from their own pictures."""
-    import io
-    import zipfile
-
-    from PIL import Image
-
-    from dcnn_core.shapes import generate_shapes
-
-    images, labels = generate_shapes(per_class, 24, colour=True, seed=5, class_names=("circle", "square"))
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for index, (pixels, label) in enumerate(zip(images, labels, strict=True)):
-            png = io.BytesIO()
-            Image.fromarray(pixels).save(png, format="PNG")
-            archive.writestr(f"pets/{['circle', 'square'][label]}/{index}.png", png.getvalue())
-    return buffer.getvalue()
-
-
 def test_own_images_become_the_data_set_of_every_page(app):
-    _goto(app, "data")
+    goto(app, "data")
     app.selectbox(key="data_dataset").set_value("custom").run()
     assert any("Import a set above" in i.value for i in app.info)
-    app.get("file_uploader")[0].set_value(("pets.zip", _shapes_zip(), "application/zip")).run()
+    pets = shapes_zip(6, 24, True, seed=5, prefix="pets/", class_names=("circle", "square"))[0]
+    app.get("file_uploader")[0].set_value(("pets.zip", pets, "application/zip")).run()
     app.button(key="data_custom_import_zip").click().run()
     assert not app.exception
     assert app.session_state["dataset_choice"].to_dict() == {"key": "custom", "options": {"name": "pets"}}
     assert "Classes: 2: circle, square" in [t.value for t in app.text]
-    _goto(app, "model")
+    goto(app, "model")
     assert "Designing for **pets**: input 32 × 32 × 3, 2 classes" in " ".join(c.value for c in app.caption)
 
 
 def test_a_new_tab_with_the_user_token_reattaches_to_a_running_job(app, monkeypatch):
-    _goto(app, "train")
+    goto(app, "train")
     app.slider(key="train_epochs").set_value(40).run()
     app.button(key="train_start").click().run()
     owner = app.session_state["owner_id"]
-    job = _session_jobs(app)[0]
+    job = session_runs(app)[0]
     other_user = AppTest.from_file(APP, default_timeout=TIMEOUT)
     other_user.run()
-    _goto(other_user, "train")
+    goto(other_user, "train")
     assert other_user.session_state["job_ids"] == []  # nobody else sees this user's run
     new_tab = AppTest.from_file(APP, default_timeout=TIMEOUT)
     new_tab.query_params["user"] = owner
     new_tab.run()
-    _goto(new_tab, "train")
-    assert new_tab.session_state["job_ids"] == [job.job_id]
+    goto(new_tab, "train")
+    assert new_tab.session_state["job_ids"] == [job.run_id]
     assert new_tab.button(key="train_stop")  # the running job is shown, with its Stop button
     assert new_tab.button(key="train_start").disabled  # one training at a time per user, in any tab
     new_tab.button(key="train_stop").click().run()
-    assert job.wait(30) and job.status == training.STOPPED
+    assert wait_for_run(job.run_id, 30) and app_engine().run(job.run_id).status == training.STOPPED
 
 
 def test_reruns_leave_keras_global_state_alone(app):
@@ -222,12 +185,12 @@ def test_reruns_leave_keras_global_state_alone(app):
     keras = import_keras()
     before = keras.backend.get_uid("dcnn_rerun_probe")
     app.run()
-    _goto(app, "model")
+    goto(app, "model")
     assert keras.backend.get_uid("dcnn_rerun_probe") == before + 1  # a cleared session would restart the count at 1
 
 
 def test_model_page_block_buttons_duplicate_move_and_remove(app):
-    _goto(app, "model")
+    goto(app, "model")
     app.selectbox(key="model_preset").set_value("Simple CNN").run()
     app.button(key="model_b0_duplicate").click().run()
     assert app.session_state["model_block_count"] == 4
@@ -243,28 +206,24 @@ def test_model_page_block_buttons_duplicate_move_and_remove(app):
 def test_a_start_beyond_the_disk_a_person_may_use_is_refused_and_loses_nothing(app, monkeypatch):
     from ui import resources
 
-    monkeypatch.setenv("DCNN_MAX_DISK_MB_PER_USER", "1")
-    resources.settings.clear()
-    try:
-        _goto(app, "train")
-        app.slider(key="train_epochs").set_value(1).run()
-        app.button(key="train_start").click().run()
-        job = _session_jobs(app)[0]
-        assert job.wait(60) and job.status == training.FINISHED
-        assert resources.run_store().bytes_used([job.job_id]) > 2**20  # its saved model is over the 1 MB allowed
-        app.run()
-        app.button(key="train_start").click().run()
-        assert not app.exception
-        assert any("the most it keeps per person (1 MB)" in w.value for w in app.warning)
-        assert [j.job_id for j in _session_jobs(app)] == [job.job_id]  # refused: no new run, the old one kept
-    finally:
-        resources.settings.clear()
+    tighten_app_rules(monkeypatch, max_disk_mb_per_owner=1)
+    goto(app, "train")
+    app.slider(key="train_epochs").set_value(1).run()
+    app.button(key="train_start").click().run()
+    job = session_runs(app)[0]
+    assert wait_for_run(job.run_id, 60) and app_engine().run(job.run_id).status == training.FINISHED
+    assert resources.run_store().bytes_used([job.run_id]) > 2**20  # its saved model is over the 1 MB allowed
+    app.run()
+    app.button(key="train_start").click().run()
+    assert not app.exception
+    assert any("the most it keeps per person (1 MB)" in w.value for w in app.warning)
+    assert [run.run_id for run in session_runs(app)] == [job.run_id]  # refused: no new run, the old one kept
 
 
 def test_the_data_page_offers_the_cluttered_shapes(app):
-    _goto(app, "data")
+    goto(app, "data")
     app.toggle(key="data_shapes_clutter").set_value(True).run()
     assert not app.exception
     assert app.session_state["dataset_choice"].options["clutter"] is True
-    _goto(app, "model")
+    goto(app, "model")
     assert "cluttered" in " ".join(c.value for c in app.caption)

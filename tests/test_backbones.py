@@ -11,12 +11,13 @@ import h5py
 import numpy as np
 import pytest
 
-from dcnn_core import backbones, experiment, plan
-from dcnn_core.build import build_model
-from dcnn_core.datasets import DatasetChoice
+from dcnn_core.data.datasets import DatasetChoice
+from dcnn_core.design import backbones, plan
+from dcnn_core.design.build import build_model
+from dcnn_core.design.spec import Backbone, ModelSpec
+from dcnn_core.headless import experiment
 from dcnn_core.runtime import import_keras
-from dcnn_core.spec import Backbone, ModelSpec
-from dcnn_core.training_config import TrainConfig
+from dcnn_core.training.config import TrainConfig
 
 SIZE = 32  # the smallest input both keras.applications backbones accept
 INPUT_SHAPE = (20, 20, 1)  # grey, and smaller than the backbone's input: both the resize and the channel repeat are used
@@ -206,7 +207,8 @@ def test_the_model_page_offers_the_pretrained_family_with_its_costs(monkeypatch,
 
 def test_a_training_job_runs_both_phases_and_shows_where_fine_tuning_began(weights_dir, source_backbones):
     """Through the app's own job: phase 1 keeps the backbone as loaded, phase 2 changes only the top layers."""
-    from dcnn_core import datasets, training
+    from dcnn_core.data import datasets
+    from dcnn_core.training import job as training
 
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 256, (48, *INPUT_SHAPE), dtype=np.uint8), np.arange(48) % CLASSES

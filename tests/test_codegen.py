@@ -11,11 +11,13 @@ import sys
 import numpy as np
 import pytest
 
-from dcnn_core import backbones, codegen, datasets, spec, training_config
-from dcnn_core.build import build_model
-from dcnn_core.jobs import JobRegistry
-from dcnn_core.training import TrainingJob
-from dcnn_core.training_config import Augmentation, TrainConfig
+from dcnn_core.data import datasets
+from dcnn_core.design import backbones, codegen, spec
+from dcnn_core.design.build import build_model
+from dcnn_core.training import config as training_config
+from dcnn_core.training.config import Augmentation, TrainConfig
+from dcnn_core.training.job import TrainingJob
+from dcnn_core.training.registry import JobRegistry
 
 
 @pytest.mark.parametrize("name", list(spec.PRESETS))

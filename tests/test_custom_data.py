@@ -11,31 +11,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dcnn_core import custom_data, images, plots, shapes, spec, training
-from dcnn_core.custom_data import ImportOptions, ImportRefused
+from dcnn_core.data import custom_data, images, shapes
+from dcnn_core.data.custom_data import ImportOptions, ImportRefused
+from dcnn_core.design import spec
+from dcnn_core.results import plots
+from dcnn_core.training import job as training
+from tests.helpers import png, shapes_zip, zip_of
 from tests.test_images_and_evaluation import _huge_png
 
 MB = 1024 * 1024
 SMALL = ImportOptions(image_size=16)
 
 
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def _noise_png(seed: int, side: int = 12, colour: bool = True) -> bytes:
     shape = (side, side, 3) if colour else (side, side)
-    return _png(np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8))
-
-
-def _zip(entries: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
+    return png(np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8))
 
 
 def _classes(*names: str, count: int = 5, prefix: str = "") -> dict[str, bytes]:
@@ -62,19 +52,19 @@ def _refused(data: bytes, match: str, options: ImportOptions = SMALL, name: str 
 
 
 def test_zip_slip_entry_is_refused_naming_it():
-    message = _refused(_zip({**_classes("cats", "dogs"), "../evil.png": _noise_png(1)}), "climbs out")
+    message = _refused(zip_of({**_classes("cats", "dogs"), "../evil.png": _noise_png(1)}), "climbs out")
     assert "'../evil.png' in 'photos.zip'" in message
 
 
 def test_absolute_path_is_refused():
-    data = _zip({**_classes("cats", "dogs"), "/etc/x.png": _noise_png(1)})
+    data = zip_of({**_classes("cats", "dogs"), "/etc/x.png": _noise_png(1)})
     assert "/etc/x.png" in zipfile.ZipFile(io.BytesIO(data)).namelist()  # the hostile name really is in the zip
     assert "'/etc/x.png'" in _refused(data, "absolute path")
 
 
 @pytest.mark.parametrize("path", ["..\\evil.png", "cats\\..\\..\\evil.png", "C:/Windows/evil.png"])
 def test_backslash_and_drive_letter_tricks_are_refused(path):
-    _refused(_zip({**_classes("cats", "dogs"), path: _noise_png(1)}), "backslash|absolute path")
+    _refused(zip_of({**_classes("cats", "dogs"), path: _noise_png(1)}), "backslash|absolute path")
 
 
 def test_symlink_member_is_refused():
@@ -85,7 +75,7 @@ def test_symlink_member_is_refused():
 
 
 def test_encrypted_member_is_refused():
-    data = bytearray(_zip({**_classes("cats", "dogs"), "cats/secret.png": _noise_png(3)}))
+    data = bytearray(zip_of({**_classes("cats", "dogs"), "cats/secret.png": _noise_png(3)}))
     entry = data.rfind(b"cats/secret.png") - 46  # its central-directory entry: 46 bytes, then the name
     assert data[entry : entry + 4] == b"PK\x01\x02"
     data[entry + 8] |= 0x1  # the "encrypted" flag; zipfile cannot write real encryption
@@ -94,7 +84,7 @@ def test_encrypted_member_is_refused():
 
 
 def test_zip_bomb_member_is_refused_before_decompressing():
-    data = _zip({**_classes("cats", "dogs"), "cats/bomb.png": bytes(50 * MB)})
+    data = zip_of({**_classes("cats", "dogs"), "cats/bomb.png": bytes(50 * MB)})
     assert len(data) < 1 * MB  # 50 MB of zeros squeezed very small
     message = _refused(data, "zip bomb")
     assert "'cats/bomb.png'" in message and "50 MB" in message
@@ -102,33 +92,33 @@ def test_zip_bomb_member_is_refused_before_decompressing():
 
 def test_many_highly_compressed_small_members_are_refused_as_a_whole():
     zeros = {f"cats/pad{i}.png": bytes(900 * 1024) for i in range(120)}  # each under the per-member floor
-    message = _refused(_zip({**_classes("cats", "dogs"), **zeros}), "zip bombs")
+    message = _refused(zip_of({**_classes("cats", "dogs"), **zeros}), "zip bombs")
     assert "unpacks to" in message
 
 
 def test_thousands_of_tiny_members_are_refused():
     entries = {f"cats/{i}.txt": b"x" for i in range(5001)}
-    message = _refused(_zip(entries, zipfile.ZIP_STORED), "limit is 5,000", ImportOptions())
+    message = _refused(zip_of(entries, zipfile.ZIP_STORED), "limit is 5,000", ImportOptions())
     assert "5,001 files" in message
 
 
 def test_unpacked_size_over_the_limit_is_refused():
     noise = np.random.default_rng(0).integers(0, 256, 2 * MB, dtype=np.uint8).tobytes()  # does not compress
     options = ImportOptions(image_size=16, max_total_uncompressed=1 * MB)
-    assert "unpacks to 2 MB; the limit is 1 MB" in _refused(_zip({**_classes("cats", "dogs"), "cats/big.png": noise}), "limit", options)
+    assert "unpacks to 2 MB; the limit is 1 MB" in _refused(zip_of({**_classes("cats", "dogs"), "cats/big.png": noise}), "limit", options)
 
 
 def test_archive_over_the_size_limit_is_refused():
     options = ImportOptions(image_size=16, max_archive_bytes=1000)
-    _refused(_zip(_classes("cats", "dogs")), r"'photos.zip' is 0\.\d MB; the limit is 0 MB", options)
+    _refused(zip_of(_classes("cats", "dogs")), r"'photos.zip' is 0\.\d MB; the limit is 0 MB", options)
 
 
 @pytest.mark.parametrize(
     "data, match",
     [
         (b"", "'photos.zip' is empty"),
-        (_zip({}), "'photos.zip' is empty"),
-        (_zip({"cats/": b"", "dogs/": b""}), "'photos.zip' is empty"),
+        (zip_of({}), "'photos.zip' is empty"),
+        (zip_of({"cats/": b"", "dogs/": b""}), "'photos.zip' is empty"),
         (b"PK\x03\x04 definitely not a zip", "not a zip file"),
     ],
     ids=["no-bytes", "no-members", "only-folders", "junk"],
@@ -138,19 +128,19 @@ def test_empty_or_broken_zip_is_refused(data, match):
 
 
 def test_one_class_only_is_refused():
-    _refused(_zip(_classes("cats")), r"Only one class \('cats'\).*at least two classes")
+    _refused(zip_of(_classes("cats")), r"Only one class \('cats'\).*at least two classes")
 
 
 def test_a_class_with_one_image_is_refused_naming_it():
     entries = {**_classes("cats"), "dogs/only.png": _noise_png(77)}
-    message = _refused(_zip(entries), "The class 'dogs' has 1 usable image;")
+    message = _refused(zip_of(entries), "The class 'dogs' has 1 usable image;")
     assert "at least 4" in message
 
 
 def test_a_class_left_short_by_skipped_files_says_which_files():
     entries = {**_classes("cats"), "dogs/a.png": _noise_png(70), "dogs/b.txt": b"notes", "dogs/c.png": b"\x89PNG broken"}
     with pytest.raises(ImportRefused, match="The class 'dogs' has 1 usable image") as caught:
-        custom_data.import_zip(_zip(entries), "photos.zip", SMALL)
+        custom_data.import_zip(zip_of(entries), "photos.zip", SMALL)
     assert ("dogs/b.txt", "not an image") in caught.value.skipped
 
 
@@ -171,7 +161,7 @@ def test_bad_files_are_skipped_with_the_reason_a_user_needs():
         "__MACOSX/cats/._0.png": b"resource fork",
         "cats/.DS_Store": b"\x00\x00",
     }
-    report = custom_data.import_zip(_zip(entries), "photos.zip", SMALL)
+    report = custom_data.import_zip(zip_of(entries), "photos.zip", SMALL)
     assert dict(report.skipped) == {
         "cats/notes.txt": "not an image",
         "cats/cut.png": "unreadable or truncated",
@@ -185,7 +175,7 @@ def test_bad_files_are_skipped_with_the_reason_a_user_needs():
 
 
 def test_a_header_that_understates_a_member_never_yields_more_bytes():
-    data = bytearray(_zip(_classes("cats", "dogs"), zipfile.ZIP_STORED))
+    data = bytearray(zip_of(_classes("cats", "dogs"), zipfile.ZIP_STORED))
     entry = data.find(b"PK\x01\x02")  # the first central-directory entry: cats/0.png
     (real_size,) = struct.unpack_from("<I", data, entry + 24)
     struct.pack_into("<II", data, entry + 20, 100, 100)  # claims 100 bytes, compressed and not
@@ -202,21 +192,21 @@ def test_members_are_read_in_memory_never_extracted(monkeypatch, tmp_path):
     monkeypatch.setattr(zipfile.ZipFile, "extract", refuse)
     monkeypatch.setattr(zipfile.ZipFile, "extractall", refuse)
     monkeypatch.chdir(tmp_path)
-    report = custom_data.import_zip(_zip(_classes("cats", "dogs")), "photos.zip", SMALL)
+    report = custom_data.import_zip(zip_of(_classes("cats", "dogs")), "photos.zip", SMALL)
     assert report.counts == {"cats": 5, "dogs": 5}
     assert list(tmp_path.iterdir()) == []
 
 
 def test_html_in_class_folder_names_stays_plain_text():
     names = ("<script>alert(1)<", "<img src=x onerror=alert(2)>")
-    report = custom_data.import_zip(_zip(_classes(*names)), "photos.zip", SMALL)
+    report = custom_data.import_zip(zip_of(_classes(*names)), "photos.zip", SMALL)
     assert set(report.dataset.class_names) == set(names)
     figure = plots.class_counts_bar(np.array([5, 5]), report.dataset.class_names)
     assert set(figure.data[0].x) == {"&lt;script&gt;alert(1)&lt;", "&lt;img src=x onerror=alert(2)&gt;"}  # Plotly shows these as typed
 
 
 def test_a_zip_name_with_markup_becomes_a_plain_set_name():
-    report = custom_data.import_zip(_zip(_classes("cats", "dogs")), "[click](javascript:x)<b>.zip", SMALL)
+    report = custom_data.import_zip(zip_of(_classes("cats", "dogs")), "[click](javascript:x)<b>.zip", SMALL)
     assert report.dataset.title == "click (javascript x) b"
     assert "javascript" not in report.dataset.source
 
@@ -224,17 +214,8 @@ def test_a_zip_name_with_markup_becomes_a_plain_set_name():
 # --- a good archive becomes a Dataset ----------------------------------------------------------------
 
 
-def _shapes_zip(count_per_class: int, size: int, colour: bool, wrapper: str = "shapes/") -> tuple[bytes, np.ndarray, np.ndarray]:
-    pictures, labels = shapes.generate_shapes(count_per_class, size, colour, seed=4)
-    entries = {
-        f"{wrapper}{shapes.SHAPE_NAMES[label]}/{index:03d}.png": _png(picture.squeeze())
-        for index, (picture, label) in enumerate(zip(pictures, labels, strict=True))
-    }
-    return _zip(entries), pictures, labels
-
-
 def test_a_zip_of_generated_shapes_round_trips_pixel_for_pixel():
-    data, pictures, labels = _shapes_zip(10, 20, colour=True)
+    data, pictures, labels = shapes_zip(10, 20, colour=True)
     report = custom_data.import_zip(data, "shapes.zip", ImportOptions(image_size=20))
     dataset = report.dataset
     assert dataset.class_names == tuple(sorted(shapes.SHAPE_NAMES))  # folder names, sorted as Keras does
@@ -249,7 +230,7 @@ def test_a_zip_of_generated_shapes_round_trips_pixel_for_pixel():
 
 def test_one_wrapper_folder_around_the_classes_is_looked_through():
     entries = {**_classes("cats", "dogs", prefix="pets/"), "pets/README.txt": b"my pets"}
-    report = custom_data.import_zip(_zip(entries), "pets.zip", SMALL)
+    report = custom_data.import_zip(zip_of(entries), "pets.zip", SMALL)
     assert report.dataset.class_names == ("cats", "dogs")
     assert report.skipped == [("pets/README.txt", "not inside a class folder")]
 
@@ -260,7 +241,7 @@ def test_common_image_formats_are_read_including_phone_camera_jpegs(image_format
     buffer = io.BytesIO()
     picture.save(buffer, format=image_format)
     report = custom_data.import_zip(
-        _zip({**_classes("cats", "dogs"), f"cats/photo.{image_format.lower()}": buffer.getvalue()}), "a.zip", SMALL
+        zip_of({**_classes("cats", "dogs"), f"cats/photo.{image_format.lower()}": buffer.getvalue()}), "a.zip", SMALL
     )
     assert report.counts["cats"] == 6 and report.skipped == []
 
@@ -268,12 +249,12 @@ def test_common_image_formats_are_read_including_phone_camera_jpegs(image_format
 def test_a_tiff_is_skipped_as_not_an_image_this_app_reads():
     buffer = io.BytesIO()
     Image.new("RGB", (20, 20), "red").save(buffer, format="TIFF")
-    report = custom_data.import_zip(_zip({**_classes("cats", "dogs"), "cats/scan.tif": buffer.getvalue()}), "a.zip", SMALL)
+    report = custom_data.import_zip(zip_of({**_classes("cats", "dogs"), "cats/scan.tif": buffer.getvalue()}), "a.zip", SMALL)
     assert report.skipped == [("cats/scan.tif", "not an image")]
 
 
 def test_grayscale_and_resize_options_shape_the_arrays():
-    data, _, _ = _shapes_zip(5, 40, colour=True, wrapper="")
+    data, _, _ = shapes_zip(5, 40, colour=True, prefix="")
     dataset = custom_data.import_zip(data, "shapes.zip", ImportOptions(image_size=16, grayscale=True, test_fraction=0.4)).dataset
     assert dataset.input_shape == (16, 16, 1)
     assert (len(dataset.x_train), len(dataset.x_test)) == (18, 12)
@@ -283,18 +264,18 @@ def test_grayscale_and_resize_options_shape_the_arrays():
 def test_an_imported_photo_is_prepared_exactly_as_the_predict_page_prepares_one(grayscale):
     wide = np.full((20, 60, 3), 200, np.uint8)
     wide[5:15, 25:35] = (255, 0, 0)
-    entries = {**_classes("cats", "dogs"), "cats/wide.png": _png(wide)}
-    report = custom_data.import_zip(_zip(entries), "photos.zip", ImportOptions(image_size=30, grayscale=grayscale))
+    entries = {**_classes("cats", "dogs"), "cats/wide.png": png(wide)}
+    report = custom_data.import_zip(zip_of(entries), "photos.zip", ImportOptions(image_size=30, grayscale=grayscale))
     imported = np.concatenate([report.dataset.x_train, report.dataset.x_test])
     shape = (30, 30, 1 if grayscale else 3)
-    expected = images.prepare_image(images.open_image(_png(wide)), shape, light_on_dark=False).model_input
+    expected = images.prepare_image(images.open_image(png(wide)), shape, light_on_dark=False).model_input
     assert expected[15, 15, 0] > 60 and expected[15, 0, 0] > 60  # the red square, and grey (not black) beside it…
     assert (expected[0, 0, 0] == 0) != grayscale  # …padded with black in colour, with the paper's grey in grayscale
     assert sum(np.array_equal(image, expected) for image in imported) == 1
 
 
 def test_a_cnn_trains_one_epoch_on_an_imported_zip():
-    data, _, _ = _shapes_zip(8, 24, colour=False)
+    data, _, _ = shapes_zip(8, 24, colour=False)
     dataset = custom_data.import_zip(data, "shapes.zip", ImportOptions(image_size=16, grayscale=True)).dataset
     job = training.TrainingJob(spec.preset("Simple CNN"), dataset, training.TrainConfig(epochs=1, batch_size=8))
     job.run()
@@ -308,7 +289,7 @@ def test_a_cnn_trains_one_epoch_on_an_imported_zip():
 def test_over_the_memory_budget_classes_are_downsampled_evenly():
     options = ImportOptions(image_size=8, grayscale=True, memory_budget_bytes=64 * 15)  # room for 15 images
     entries = {name: data for name, data in _classes("a", "b", "c", count=10).items() if name[0] != "b" or name < "b/4"}
-    report = custom_data.import_zip(_zip(entries), "photos.zip", options)
+    report = custom_data.import_zip(zip_of(entries), "photos.zip", options)
     assert report.counts == {"a": 6, "b": 4, "c": 5}  # one of each in turn; "b" runs out at 4
     data = report.dataset
     assert data.x_train.nbytes + data.x_test.nbytes <= options.memory_budget_bytes
@@ -318,7 +299,7 @@ def test_over_the_memory_budget_classes_are_downsampled_evenly():
 
 def test_a_budget_too_small_for_the_minimum_is_refused():
     options = ImportOptions(image_size=8, grayscale=True, memory_budget_bytes=64 * 7)
-    _refused(_zip(_classes("a", "b")), "do not fit in the memory budget", options)
+    _refused(zip_of(_classes("a", "b")), "do not fit in the memory budget", options)
 
 
 def test_the_budget_comes_from_the_environment(monkeypatch):
@@ -332,7 +313,7 @@ def test_the_budget_comes_from_the_environment(monkeypatch):
 )
 def test_options_out_of_range_are_refused(changes, message):
     with pytest.raises(ValueError, match=message):
-        custom_data.import_zip(_zip(_classes("a", "b")), "photos.zip", ImportOptions(**changes))
+        custom_data.import_zip(zip_of(_classes("a", "b")), "photos.zip", ImportOptions(**changes))
 
 
 # --- classes built from uploads and webcam pictures ---------------------------------------------------

@@ -8,10 +8,10 @@ import zipfile
 
 import numpy as np
 import pytest
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from dcnn_core import custom_data, shapes
+from dcnn_core.data import custom_data, shapes
+from tests.helpers import png, shapes_zip, tighten_app_rules
 from ui import resources
 
 TIMEOUT = 60
@@ -25,25 +25,13 @@ def _section():
     draw_custom_data_section()
 
 
-def _png(array: np.ndarray, fmt: str = "PNG") -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
 def _shapes_zip() -> bytes:
-    pictures, labels = shapes.generate_shapes(6, 20, colour=True, seed=2)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for index, (picture, label) in enumerate(zip(pictures, labels, strict=True)):
-            archive.writestr(f"shapes/{shapes.SHAPE_NAMES[label]}/{index}.png", _png(picture))
-        archive.writestr("shapes/circle/notes.txt", b"drawn by a computer")
-    return buffer.getvalue()
+    return shapes_zip(6, 20, True, seed=2, extra={"shapes/circle/notes.txt": b"drawn by a computer"})[0]
 
 
 def _photos(seed: int, count: int = 4) -> list[tuple[str, bytes, str]]:
     rng = np.random.default_rng(seed)
-    return [(f"p{i}.png", _png(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)), "image/png") for i in range(count)]
+    return [(f"p{i}.png", png(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)), "image/png") for i in range(count)]
 
 
 def _figures(at: AppTest) -> list[dict]:
@@ -112,7 +100,7 @@ def test_classes_built_from_uploads_and_the_webcam_keep_their_names_as_plain_tex
     at.file_uploader(key="data_custom_files_0").set_value(_photos(1)).run()
     at.file_uploader(key="data_custom_files_1").set_value(_photos(2, count=3)).run()
     at.toggle(key="data_custom_webcam_on_1").set_value(True).run()
-    shot = _png(np.full((48, 64, 3), 120, np.uint8), "JPEG")
+    shot = png(np.full((48, 64, 3), 120, np.uint8), "JPEG")
     at.camera_input(key="data_custom_camera_1").set_value(("camera.jpg", shot, "image/jpeg")).run()
     assert "1 webcam picture kept for this class." in [caption.value for caption in at.caption]
     at.button(key="data_custom_clear_shots_1").click().run().run()  # forgotten, and not taken back from the camera on a rerun
@@ -166,8 +154,7 @@ def test_the_server_folder_tab_is_offered_only_when_allowed(monkeypatch, tmp_pat
 
 
 def test_image_sets_per_person_are_bounded_and_a_refusal_loses_nothing(monkeypatch):
-    monkeypatch.setenv("DCNN_MAX_IMAGE_SETS_PER_USER", "1")
-    resources.settings.clear()
+    tighten_app_rules(monkeypatch, max_image_sets_per_owner=1)
     at = AppTest.from_function(_section, default_timeout=TIMEOUT).run()
     at.file_uploader(key="data_custom_zip").set_value(("shapes.zip", _shapes_zip(), "application/zip")).run()
     at.button(key="data_custom_import_zip").click().run()

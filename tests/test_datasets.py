@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dcnn_core import datasets, shapes
+from dcnn_core.data import datasets, shapes
 
 
 def test_digits_load_offline_with_real_shapes(digits):

@@ -12,10 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dcnn_core import datasets, distribute, experiment, runs, spec, train, training
-from dcnn_core.datasets import DatasetChoice
-from dcnn_core.evaluation import predict_probabilities
-from dcnn_core.training_config import TrainConfig
+from dcnn_core.data import datasets
+from dcnn_core.data.datasets import DatasetChoice
+from dcnn_core.design import spec
+from dcnn_core.headless import distribute, experiment, train
+from dcnn_core.results.evaluation import predict_probabilities
+from dcnn_core.training import job as training
+from dcnn_core.training import lifecycle, runs
+from dcnn_core.training.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 OWNER = "0123456789abcdef0123456789abcdef"
@@ -163,12 +167,12 @@ def test_mixed_precision_is_ignored_with_a_note_on_cpu_and_keeps_the_softmax_flo
         assert keras.mixed_precision.global_policy().name == "float32"
     try:  # what a GPU box gets: float16 layers, a float32 softmax
         keras.mixed_precision.set_global_policy("mixed_float16")
-        model = training.build_and_compile(spec.preset("Simple CNN"), tiny_shapes, TrainConfig())
+        model = lifecycle.build_and_compile(spec.preset("Simple CNN"), tiny_shapes, TrainConfig())
         assert model.get_layer("predictions").compute_dtype == "float32"
         assert {layer.compute_dtype for layer in model.layers if "conv" in layer.name} == {"float16"}
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    plain = training.build_and_compile(spec.preset("Simple CNN"), tiny_shapes, TrainConfig())
+    plain = lifecycle.build_and_compile(spec.preset("Simple CNN"), tiny_shapes, TrainConfig())
     assert plain.get_layer("predictions").dtype_policy.name == "float32"
 
 
@@ -191,7 +195,16 @@ def test_two_workers_train_the_same_weights_with_multi_worker_mirrored_strategy(
         env = dict(os.environ, PYTHONPATH=str(REPO), DCNN_TF_THREADS="1")
         env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         env[train.WEIGHTS_DUMP_ENV] = str(tmp_path / f"weights-{index}.npz")
-        command = [sys.executable, "-m", "dcnn_core.train", str(path), "--out", str(tmp_path / "runs"), "--strategy", "multi_worker"]
+        command = [
+            sys.executable,
+            "-m",
+            "dcnn_core.headless.train",
+            str(path),
+            "--out",
+            str(tmp_path / "runs"),
+            "--strategy",
+            "multi_worker",
+        ]
         workers.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = []
     try:
@@ -224,7 +237,10 @@ import_keras()
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from dcnn_core import datasets, distribute, spec, training
+from dcnn_core.data import datasets
+from dcnn_core.design import spec
+from dcnn_core.headless import distribute
+from dcnn_core.training import job as training
 strategy = distribute.mirrored_strategy(["/cpu:0", "/cpu:1"])
 data = datasets.load_shapes(count_per_class=10, image_size=16, seed=1)  # 5 validation images: an uneven 3 + 2 split
 job = training.TrainingJob(spec.preset("Simple CNN"), data, training.TrainConfig(epochs=1, batch_size=16))

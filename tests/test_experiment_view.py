@@ -15,9 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 def _export_page():
     import streamlit as st
 
-    from dcnn_core import spec
-    from dcnn_core.datasets import DatasetChoice
-    from dcnn_core.training_config import TrainConfig
+    from dcnn_core.data.datasets import DatasetChoice
+    from dcnn_core.design import spec
+    from dcnn_core.training.config import TrainConfig
     from ui import experiment_view, state
 
     st.session_state[state.OWNER] = "0123456789abcdef0123456789abcdef"
@@ -30,7 +30,7 @@ def test_the_export_offers_the_file_and_the_command():
     at = AppTest.from_function(_export_page, default_timeout=30).run()
     assert not at.exception
     captions = [caption.value for caption in at.caption]
-    command = "python -m dcnn_core.train experiment.json --out runs/ --owner 0123456789abcdef0123456789abcdef"
+    command = "python -m dcnn_core.headless.train experiment.json --out runs/ --owner 0123456789abcdef0123456789abcdef"
     assert any(command in caption for caption in captions), captions
     assert any("cannot be exported" in caption and "dataset.key" in caption for caption in captions), captions
     [button] = at.get("download_button")
@@ -38,9 +38,10 @@ def test_the_export_offers_the_file_and_the_command():
 
 
 def test_the_exported_json_reads_back():
-    from dcnn_core import experiment, spec
-    from dcnn_core.datasets import DatasetChoice
-    from dcnn_core.training_config import TrainConfig
+    from dcnn_core.data.datasets import DatasetChoice
+    from dcnn_core.design import spec
+    from dcnn_core.headless import experiment
+    from dcnn_core.training.config import TrainConfig
 
     exported = experiment.create(spec.preset("Simple CNN"), DatasetChoice("shapes", {}), TrainConfig(seed=9))
     data = json.loads(exported.to_json())

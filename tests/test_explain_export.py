@@ -9,8 +9,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from dcnn_core import build, evaluation, explain, export, plan, plots, projection, spec
+from dcnn_core.design import build, plan, spec
+from dcnn_core.results import evaluation, explain, export, plots, projection
 from dcnn_core.runtime import import_keras
+from tests.helpers import zip_of
 
 
 @pytest.fixture(scope="module")
@@ -251,21 +253,13 @@ def test_a_model_without_softmax_is_refused():
         export.import_keras_model(_saved(keras.Model(inputs, outputs)), "logits.keras", (16, 16, 1), 6)
 
 
-def _plain_zip(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, content in members.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
-
-
 @pytest.mark.parametrize(
     "make, name, message",
     [
         (lambda good: good, "model.h5", "not a .keras file"),
         (lambda good: b"not a zip at all", "model.keras", "not a zip"),
-        (lambda good: _plain_zip({"weights.h5": b"x"}), "model.keras", "no config.json"),
-        (lambda good: _plain_zip({"config.json": b"{not json"}), "model.keras", "not valid JSON"),
+        (lambda good: zip_of({"weights.h5": b"x"}), "model.keras", "no config.json"),
+        (lambda good: zip_of({"config.json": b"{not json"}), "model.keras", "not valid JSON"),
         (lambda good: b"", "model.keras", "is empty"),
         (lambda good: good + b"\0" * 2048, "big.keras", "the limit is"),
         (

@@ -13,10 +13,14 @@ import time
 import numpy as np
 import pytest
 
-from dcnn_core import datasets, settings, spec, training
-from dcnn_core.evaluation import accuracy_and_loss, predict_probabilities
-from dcnn_core.jobs import JobRegistry
-from dcnn_core.training_config import TrainConfig
+from dcnn_core import settings
+from dcnn_core.data import datasets
+from dcnn_core.design import spec
+from dcnn_core.results.evaluation import accuracy_and_loss, predict_probabilities
+from dcnn_core.training import job as training
+from dcnn_core.training import lifecycle
+from dcnn_core.training.config import TrainConfig
+from dcnn_core.training.registry import JobRegistry
 
 LOSS_TOLERANCE = 1e-4  # Keras's float32 batch means vs. our own mean over the same images
 
@@ -29,7 +33,7 @@ def _train(dataset: datasets.Dataset, config: TrainConfig, preset: str = "Simple
 
 def _validation_loss(job: training.TrainingJob) -> float:
     """The loss of the job's final model on the validation images that training held out."""
-    _, _, x_val, y_val = training.split_train_validation(job.dataset, job.config.validation_split, job.config.seed)
+    _, _, x_val, y_val = lifecycle.split_train_validation(job.dataset, job.config.validation_split, job.config.seed)
     assert len(x_val) > 0
     return accuracy_and_loss(predict_probabilities(job.model, x_val), y_val)[1]
 
@@ -121,7 +125,7 @@ def test_stop_ends_within_one_call_of_the_request(stopped_job):
     assert (requested.epoch, requested.batch) == (1, 4)  # 1 epoch done, 4 batches of the second
     assert final.status == training.STOPPED
     assert final.epoch == requested.epoch, "training went on into another epoch"
-    assert requested.batch <= final.batch <= requested.batch + training.BATCHES_PER_CALL, (final.batch, requested.batch)
+    assert requested.batch <= final.batch <= requested.batch + lifecycle.BATCHES_PER_CALL, (final.batch, requested.batch)
     assert len(final.history["loss"]) == 1  # no validation pass for the interrupted epoch
     assert f"epoch 2, batch {final.batch}" in final.message and "kept" in final.message
 

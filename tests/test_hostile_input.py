@@ -18,9 +18,12 @@ import pytest
 from markdown_it import MarkdownIt
 from PIL import Image, ImageDraw
 
-from dcnn_core import backbones, build, custom_data, export, images, keras_check, safe_zip, spec
-from dcnn_core.custom_data import ImportOptions
+from dcnn_core.data import custom_data, images, safe_zip
+from dcnn_core.data.custom_data import ImportOptions
+from dcnn_core.design import backbones, build, spec
+from dcnn_core.results import export, keras_check
 from dcnn_core.runtime import import_keras
+from tests.helpers import png
 from ui.text import plain, plain_text
 
 MB = 1024 * 1024
@@ -277,7 +280,7 @@ def _placeholders_only(data: bytes) -> bytes:
     return data[:-12] + struct.pack("<2H2LH", 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
 
 
-def _shapes_zip(count: int = 5) -> bytes:
+def _drawn_shapes_zip(count: int = 5) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for class_name in ("circle", "square"):
@@ -286,12 +289,12 @@ def _shapes_zip(count: int = 5) -> bytes:
                 draw = ImageDraw.Draw(image)
                 box = (3 + index % 3, 3, 12, 12 - index % 2)
                 (draw.ellipse if class_name == "circle" else draw.rectangle)(box, fill=0)
-                archive.writestr(f"{class_name}/{index}.png", _png(image))
+                archive.writestr(f"{class_name}/{index}.png", _optimized_png(image))
     return buffer.getvalue()
 
 
 def test_zip64_placeholders_are_not_trusted():
-    honest = _shapes_zip()
+    honest = _drawn_shapes_zip()
     with pytest.raises(custom_data.ImportRefused, match="holds 10,000,000 files"):
         custom_data.import_zip(_zip64_claiming(honest, 10_000_000), "bomb.zip")
     with pytest.raises(custom_data.ImportRefused, match="lists more files than the limit"):
@@ -301,7 +304,7 @@ def test_zip64_placeholders_are_not_trusted():
 
 
 def test_an_honest_zip64_record_is_read():
-    honest = _shapes_zip()
+    honest = _drawn_shapes_zip()
     upgraded = _zip64_claiming(honest, 10)
     safe_zip.check_directory_size(upgraded, "ok.zip", 5000)
     assert len(zipfile.ZipFile(io.BytesIO(upgraded)).infolist()) == 10
@@ -312,23 +315,21 @@ def test_an_honest_zip64_record_is_read():
 # --- decoding cost --------------------------------------------------------------------------------------
 
 
-def _png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
+def _optimized_png(image) -> bytes:
+    return png(image, optimize=True)
 
 
 def _one_bit_png(width: int, height: int, mark: int = 0) -> bytes:
     """A few kilobytes of 1-bit PNG that decodes to width × height pixels (a mark makes each file different)."""
     image = Image.new("1", (width, height), 0)
     ImageDraw.Draw(image).rectangle((mark * 10, 0, mark * 10 + 5, 5), fill=1)
-    return _png(image)
+    return _optimized_png(image)
 
 
 def test_a_tiny_png_that_decodes_to_40_megapixels_is_skipped_quickly_with_little_memory():
     bomb = _one_bit_png(8000, 5000)
     assert len(bomb) < 20_000
-    entries = {f"{c}/{i}.png": _png(Image.new("L", (12, 12), 40 * i + (c == "b") * 7)) for c in "ab" for i in range(4)}
+    entries = {f"{c}/{i}.png": _optimized_png(Image.new("L", (12, 12), 40 * i + (c == "b") * 7)) for c in "ab" for i in range(4)}
     entries["a/bomb.png"] = bomb
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -449,13 +450,13 @@ def test_plain_text_escapes_what_plotly_reads_as_markup():
 def test_a_hostile_run_name_is_shown_literally_in_the_legend_and_the_toast(tiny_shapes):
     from streamlit.testing.v1 import AppTest
 
-    from dcnn_core import training
+    from dcnn_core.training import job as training
     from ui import resources
 
     owner = "0badc0de0badc0de0badc0de0badc0de"
     design = spec.ModelSpec.from_dict({**spec.preset("Article baseline").to_dict(), "name": HOSTILE})
     job = training.TrainingJob(design, tiny_shapes, training.TrainConfig(epochs=1, seed=1), owner=owner)
-    resources.job_registry().submit(job)
+    resources.engine().registry.submit(job)
     assert job.wait(120) and job.status == training.FINISHED, job.snapshot().message
     at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=90)
     at.session_state["owner_id"] = owner

@@ -1,18 +1,12 @@
-import io
 import struct
 import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from dcnn_core import evaluation, images
-
-
-def _png_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
+from dcnn_core.data import images
+from dcnn_core.results import evaluation
+from tests.helpers import png
 
 
 def _huge_png(width: int, height: int) -> bytes:
@@ -29,7 +23,7 @@ def _huge_png(width: int, height: int) -> bytes:
 def test_dark_ink_on_white_paper_is_inverted_for_a_light_on_dark_set():
     paper = np.full((100, 80), 240, np.uint8)
     paper[30:70, 35:45] = 10  # a dark stroke
-    image = images.open_image(_png_bytes(paper), "drawing.png")
+    image = images.open_image(png(paper), "drawing.png")
     prepared = images.prepare_image(image, (28, 28, 1), light_on_dark=True)
     assert prepared.inverted
     assert prepared.model_input.shape == (28, 28, 1) and prepared.model_input.dtype == np.uint8
@@ -39,7 +33,7 @@ def test_dark_ink_on_white_paper_is_inverted_for_a_light_on_dark_set():
 
 def test_colour_photo_for_a_colour_set_keeps_three_channels():
     photo = np.random.default_rng(0).integers(0, 255, (60, 90, 3), dtype=np.uint8)
-    prepared = images.prepare_image(images.open_image(_png_bytes(photo)), (32, 32, 3), light_on_dark=False)
+    prepared = images.prepare_image(images.open_image(png(photo)), (32, 32, 3), light_on_dark=False)
     assert prepared.model_input.shape == (32, 32, 3) and not prepared.inverted
 
 
@@ -48,7 +42,7 @@ def test_colour_photo_for_a_colour_set_keeps_three_channels():
     [
         (b"", "is empty"),
         (b"this is a text file, not a picture", "is not an image"),
-        (_png_bytes(np.zeros((50, 50), np.uint8))[:60], "damaged or truncated"),
+        (png(np.zeros((50, 50), np.uint8))[:60], "damaged or truncated"),
         (_huge_png(8_000, 8_000), "64 megapixels"),
         (_huge_png(20_000, 20_000), "too many pixels"),
     ],

@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dcnn_core import leaderboard, spec, training
-from dcnn_core.leaderboard import Leaderboard, LeaderboardFull
-from dcnn_core.training_config import TrainConfig
+from dcnn_core.design import spec
+from dcnn_core.room import leaderboard
+from dcnn_core.room.leaderboard import Leaderboard, LeaderboardFull
+from dcnn_core.training import job as training
+from dcnn_core.training.config import TrainConfig
+from tests.helpers import goto
 
 SHAPES = {"key": "shapes", "options": {"image_size": 16}}
 
@@ -195,20 +198,13 @@ def _attendee() -> AppTest:
     return at
 
 
-def _goto(at: AppTest, page: str) -> AppTest:
-    at.switch_page(f"pages/{page}.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def _train(at: AppTest, epochs: int, wait: bool = True) -> training.TrainingJob:
     from ui import resources
 
-    _goto(at, "train")
+    goto(at, "train")
     at.slider(key="train_epochs").set_value(epochs).run()
     at.button(key="train_start").click().run()
-    job = resources.job_registry().get(at.session_state["selected_job"])
+    job = resources.engine().registry.get(at.session_state["selected_job"])
     if wait:
         assert job.wait(120), "the training did not end"
         at.run()
@@ -230,7 +226,7 @@ def test_publish_then_the_run_is_on_the_leaderboard_and_its_author_can_withdraw_
     at.button(key="train_publish").click().run()
     assert any("Published as" in message.value and "\\*\\*Ada\\*\\*" in message.value for message in at.success)
 
-    _goto(at, "leaderboard")
+    goto(at, "leaderboard")
     assert _board_names(at) == ["**Ada** <b> (you)"]
     assert at.dataframe[0].value["Design"][0] == "Simple CNN"
     withdraw = [button for button in at.button if button.label == "Withdraw"]
@@ -250,18 +246,18 @@ def test_another_attendee_loads_a_published_design_into_the_model_and_train_page
     )  # fmt: skip
     at = _attendee()
     at.session_state["dataset_choice"] = {"key": "digits", "options": {}}
-    _goto(at, "leaderboard")
+    goto(at, "leaderboard")
     assert _board_names(at) == ["Grace"]
     assert not [button for button in at.button if button.label == "Withdraw"]  # not this attendee's entry
     [load] = [button for button in at.button if button.label == "Load this design"]
     load.click().run()
     assert any("Loaded" in message.value and "VGG" in message.value for message in at.success)
 
-    _goto(at, "model")
+    goto(at, "model")
     assert at.session_state["model_block_count"] == 2
     assert at.session_state["model_b0_conv_layers"] == 2 and at.session_state["model_b0_batch_norm"] is True
     assert any("VGG\\-style mini" in markdown.value for markdown in at.markdown)
-    _goto(at, "train")
+    goto(at, "train")
     assert at.slider(key="train_epochs").value == 7
     assert at.select_slider(key="train_batch_size").value == 64
     assert at.session_state["dataset_choice"].to_dict() == TINY_SHAPES  # the data set the entry was trained on
@@ -271,7 +267,7 @@ def test_room_page_is_absent_without_the_instructor_key(room):
     at = _attendee()
     with pytest.raises(ValueError, match="Could not find a navigation page"):  # not in the navigation at all
         at.switch_page("pages/room.py")
-    assert _goto(at, "leaderboard").title[0].value == "Leaderboard"  # attendees' pages are there
+    assert goto(at, "leaderboard").title[0].value == "Leaderboard"  # attendees' pages are there
 
 
 def test_instructor_sees_and_stops_another_users_training(room, monkeypatch):
@@ -284,7 +280,7 @@ def test_instructor_sees_and_stops_another_users_training(room, monkeypatch):
 
     instructor = AppTest.from_file(APP, default_timeout=TIMEOUT)
     instructor.run()
-    _goto(instructor, "room")
+    goto(instructor, "room")
     assert instructor.title[0].value == "Room"
     instructor.text_input(key="room_key").set_value("wrong")  # typed into the form, then submitted
     instructor.button[0].click().run()
@@ -316,7 +312,7 @@ def test_instructor_clears_the_leaderboard(room, monkeypatch):
     _publish(Leaderboard(room / leaderboard.FILE_NAME))
     at = _attendee()
     at.session_state["room_unlocked"] = True
-    _goto(at, "room")
+    goto(at, "room")
     assert at.button(key="room_clear").disabled
     at.checkbox(key="room_confirm_clear").check().run()
     at.button(key="room_clear").click().run()

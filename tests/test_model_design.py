@@ -2,8 +2,8 @@
 
 import pytest
 
-from dcnn_core import plan, spec
-from dcnn_core.build import build_model
+from dcnn_core.design import plan, spec
+from dcnn_core.design.build import build_model
 from dcnn_core.runtime import import_keras
 
 INPUT_SHAPES = [(8, 8, 1), (28, 28, 1), (32, 32, 3)]

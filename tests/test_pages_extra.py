@@ -18,9 +18,14 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from dcnn_core import datasets, plots, runs, spec, training
-from dcnn_core.evaluation import predict_probabilities
-from dcnn_core.training_config import Augmentation, TrainConfig
+from dcnn_core.data import datasets
+from dcnn_core.design import spec
+from dcnn_core.results import plots
+from dcnn_core.results.evaluation import predict_probabilities
+from dcnn_core.training import job as training
+from dcnn_core.training import runs
+from dcnn_core.training.config import Augmentation, TrainConfig
+from tests.helpers import train_in_app
 
 TIMEOUT = 60
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -32,7 +37,7 @@ def _clear_server_caches() -> None:
     """What a server restart forgets: every st.cache_resource of ui/resources.py."""
     from ui import resources
 
-    for cached in (resources.settings, resources.run_store, resources.job_registry, resources._saved_runs, resources._failed_loads):
+    for cached in (resources.settings, resources.run_store, resources.engine, resources._failed_loads):
         cached.clear()
 
 
@@ -46,23 +51,20 @@ def server(monkeypatch, tmp_path) -> Path:
     yield runs_dir
     from ui import resources
 
-    for job in resources.job_registry().jobs():
+    for job in resources.engine().registry.jobs():
         job.request_stop()
         job.wait(30)
     _clear_server_caches()
 
 
 def _finished_run(dataset: datasets.Dataset, epochs: int = 1, seed: int = 3, owner: str = OWNER) -> training.TrainingJob:
-    """A run trained through the app's registry and saved by its run store, as the Start button does."""
+    """A run trained through the app's engine and saved in its runs folder, as the Start button does."""
     from ui import resources
 
     config = TrainConfig(epochs=epochs, batch_size=16, seed=seed)
-    run = training.RunDescription(spec.preset("Simple CNN"), config, {**TINY_SHAPES, "title": dataset.title}, owner=owner)
-    job = training.TrainingJob(run, dataset)
-    job.on_end = resources.run_store().save
-    resources.job_registry().submit(job)
-    assert job.wait(120) and job.status == training.FINISHED, job.snapshot().message
-    return job
+    run = train_in_app(spec.preset("Simple CNN"), config, {**TINY_SHAPES, "title": dataset.title}, owner)
+    assert run.status == training.FINISHED, run.message
+    return resources.trained(run.run_id)
 
 
 def _open(page: str, owner: str = OWNER, choice: dict = TINY_SHAPES, selected: str | None = None) -> AppTest:
@@ -114,13 +116,13 @@ def test_runs_come_back_after_a_server_restart(server, tiny_shapes):
     job = _finished_run(tiny_shapes)
     assert (server / job.job_id / "run.json").is_file()
     _clear_server_caches()  # the restart: the registry is empty, only the runs folder remains
-    assert resources.job_registry().get(job.job_id) is None
+    assert resources.engine().registry.get(job.job_id) is None
 
     stranger = _open("train", owner="fedcba9876543210fedcba9876543210")
     assert stranger.session_state["job_ids"] == []  # nobody else gets this user's run
     at = _open("train")
     assert at.session_state["job_ids"] == [job.job_id]
-    restored = resources.job_registry().get(job.job_id)
+    restored = resources.engine().registry.get(job.job_id)
     assert restored is not job and restored.status == training.FINISHED
     assert restored.snapshot().history["val_loss"] == pytest.approx(job.snapshot().history["val_loss"])
     assert _same_predictions(restored.model, job.model, tiny_shapes.x_test[:8])
@@ -134,7 +136,7 @@ def test_an_evicted_run_comes_back_when_its_user_returns(server, tiny_shapes):
     at = _open("train")  # the user's tab is open before the run exists (the server's saved runs are read then)
     assert at.session_state["job_ids"] == []
     job = _finished_run(tiny_shapes)
-    registry = resources.job_registry()
+    registry = resources.engine().registry
     later = time.time() + resources.settings().idle_stop_s + 1
     assert registry.evict_idle(now=later) == [job]  # the app's own on_evict: saved, so it may leave memory
     assert registry.get(job.job_id) is None
@@ -152,7 +154,7 @@ def test_the_registry_takes_its_cap_from_the_environment(server, monkeypatch):
 
     monkeypatch.setenv("DCNN_MAX_CONCURRENT_JOBS", "3")
     _clear_server_caches()
-    assert resources.job_registry().max_concurrent == 3
+    assert resources.engine().registry.scheduler.slots == 3
 
 
 # --- compare, delete, continue ----------------------------------------------------------------
@@ -178,7 +180,7 @@ def test_runs_are_compared_and_one_is_deleted(server, tiny_shapes):
     assert at.session_state["job_ids"] == [second.job_id]
     from ui import resources
 
-    assert resources.job_registry().get(first.job_id) is None
+    assert resources.engine().registry.get(first.job_id) is None
     assert not (server / first.job_id).exists() and (server / second.job_id).is_dir()
     assert [trace["name"] for trace in _chart(at, "train_compare_accuracy")["data"]] == [f"1 · Simple CNN · {tiny_shapes.title}"]
 
@@ -221,7 +223,7 @@ def test_the_schedule_preview_shows_the_rate_of_every_epoch(server):
 
 
 def test_the_augmentation_preview_shows_augmented_copies_of_the_first_images(server, tiny_shapes):
-    from dcnn_core.pipeline import augment_preview
+    from dcnn_core.training.pipeline import augment_preview
 
     at = _open("train")
     assert any("Switch on an augmentation" in c.value for c in at.caption)

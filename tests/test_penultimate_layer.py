@@ -2,7 +2,8 @@
 
 import pytest
 
-from dcnn_core import build, projection, spec
+from dcnn_core.design import build, spec
+from dcnn_core.results import projection
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from dcnn_core import pipeline
-from dcnn_core.training_config import TrainConfig
+from dcnn_core.training import pipeline
+from dcnn_core.training.config import TrainConfig
 
 
 @pytest.fixture(scope="module")

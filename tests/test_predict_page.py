@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from dcnn_core import evaluation, export, spec, training
+from dcnn_core.design import spec
+from dcnn_core.results import evaluation, export
+from dcnn_core.training import job as training
+from tests.helpers import png, tighten_app_rules, train_in_app
 
 TIMEOUT = 90
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -25,10 +26,9 @@ def page_job(tiny_shapes) -> training.TrainingJob:
     """A finished one-epoch run on tiny Shapes, owned by the test session and held by the app's registry."""
     from ui import resources
 
-    job = training.TrainingJob(spec.preset("Simple CNN"), tiny_shapes, training.TrainConfig(epochs=1, batch_size=16, seed=3), owner=OWNER)
-    resources.job_registry().submit(job)
-    assert job.wait(120) and job.status == training.FINISHED, job.snapshot().message
-    return job
+    run = train_in_app(spec.preset("Simple CNN"), training.TrainConfig(epochs=1, batch_size=16, seed=3), TINY_SHAPES, OWNER)
+    assert run.status == training.FINISHED, run.message
+    return resources.trained(run.run_id)
 
 
 def _open_predict(dataset_choice: dict = TINY_SHAPES) -> AppTest:
@@ -73,14 +73,8 @@ def _uploader(at: AppTest, key: str):
     return uploader
 
 
-def _png(array: np.ndarray, image_format: str = "PNG") -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format=image_format)
-    return buffer.getvalue()
-
-
 def _jpeg(array: np.ndarray) -> bytes:
-    return _png(array, "JPEG")
+    return png(array, "JPEG")
 
 
 def test_page_shows_metrics_and_the_chosen_confusion_cell(predict_page, page_job, tiny_shapes):
@@ -101,7 +95,7 @@ def test_page_shows_metrics_and_the_chosen_confusion_cell(predict_page, page_job
 def test_upload_and_webcam_photos_get_a_top_k_chart(predict_page, tiny_shapes):
     photo = np.zeros((64, 48), np.uint8)
     photo[16:48, 12:36] = 255  # a bright square on black
-    _uploader(predict_page, "predict_upload").set_value(("square.png", _png(photo), "image/png")).run()
+    _uploader(predict_page, "predict_upload").set_value(("square.png", png(photo), "image/png")).run()
     _ok(predict_page)
     bars = _chart(predict_page, "predict_topk_upload")["data"][0]
     assert set(bars["y"]) <= {str(name) for name in tiny_shapes.class_names} and len(bars["y"]) == 5
@@ -174,29 +168,23 @@ def test_importing_a_keras_model_adds_a_run_and_a_misfit_is_refused(page_job, ti
 
 
 def test_imported_models_per_person_are_bounded(page_job, tiny_shapes, monkeypatch):
-    from ui import resources
-
-    monkeypatch.setenv("DCNN_MAX_IMPORTED_MODELS_PER_USER", "1")
-    resources.settings.clear()
-    try:
-        data = export.export_keras(page_job.model, tiny_shapes.x_test[:4])
-        at = _open_predict()
-        _uploader(at, "predict_import").set_value(("one.keras", data, "application/octet-stream")).run()
-        at.run()
-        _uploader(at, "predict_import").set_value(("two.keras", data, "application/octet-stream")).run()
-        _ok(at)
-        assert len(at.session_state["predict_imported"]) == 1
-        assert any("the most this server keeps per person" in error.value for error in at.error)
-    finally:
-        resources.settings.clear()
+    tighten_app_rules(monkeypatch, max_imported_models_per_owner=1)
+    data = export.export_keras(page_job.model, tiny_shapes.x_test[:4])
+    at = _open_predict()
+    _uploader(at, "predict_import").set_value(("one.keras", data, "application/octet-stream")).run()
+    at.run()
+    _uploader(at, "predict_import").set_value(("two.keras", data, "application/octet-stream")).run()
+    _ok(at)
+    assert len(at.session_state["predict_imported"]) == 1
+    assert any("the most this server keeps per person" in error.value for error in at.error)
 
 
 def test_a_dense_only_run_falls_back_to_saliency(tiny_shapes):
     from ui import resources
 
-    job = training.TrainingJob(spec.preset("Article baseline"), tiny_shapes, training.TrainConfig(epochs=1, seed=1), owner=OWNER)
-    resources.job_registry().submit(job)
-    assert job.wait(120) and job.status == training.FINISHED
+    run = train_in_app(spec.preset("Article baseline"), training.TrainConfig(epochs=1, seed=1), TINY_SHAPES, OWNER)
+    job = resources.trained(run.run_id)
+    assert job is not None and job.status == training.FINISHED
     at = _open_predict()
     at.selectbox(key="predict_run").set_value(job.job_id).run()
     _ok(at)
@@ -256,7 +244,7 @@ def test_the_explained_class_names_the_current_prediction_without_widget_warning
     assert picker.options[0] == label(0)  # test image #0 is the only image so far
     photo = np.zeros((64, 48), np.uint8)
     photo[16:48, 12:36] = 255
-    _uploader(predict_page, "predict_upload").set_value(("square.png", _png(photo), "image/png")).run()  # a second image
+    _uploader(predict_page, "predict_upload").set_value(("square.png", png(photo), "image/png")).run()  # a second image
     assert predict_page.selectbox(key="predict_inside_source").value == "Your upload: square.png"
     shown = predict_page.selectbox(key="predict_explain_class").options[0]
     second = next(i for i in range(len(predictions)) if label(i) not in (shown, label(0)))

@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dcnn_core import datasets, plan, recipes, spec, training
+from dcnn_core.data import datasets
+from dcnn_core.design import plan, recipes, spec
+from dcnn_core.training import job as training
+from tests.helpers import goto
 from ui import training_view
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -51,17 +54,11 @@ def _offline_app(monkeypatch) -> AppTest:
     return at
 
 
-def _goto(at: AppTest, page: str) -> None:
-    at.switch_page(f"pages/{page}.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-
-
 def test_use_its_recipe_sets_the_train_page_controls(monkeypatch):
     at = _offline_app(monkeypatch)
-    _goto(at, "model")
+    goto(at, "model")
     at.selectbox(key="model_preset").set_value("LeNet-5").run()
-    _goto(at, "train")
+    goto(at, "train")
     at.number_input(key="train_seed").set_value(7).run()
     assert at.selectbox(key="train_optimizer").value == "adam"  # the defaults, before the click
     recipe = recipes.recipe_for("LeNet-5").config
@@ -85,9 +82,9 @@ def test_use_its_recipe_sets_the_train_page_controls(monkeypatch):
 
 def test_model_page_offers_the_nearest_design_that_fits(monkeypatch):
     at = _offline_app(monkeypatch)
-    _goto(at, "data")
+    goto(at, "data")
     at.selectbox(key="data_dataset").set_value("digits").run()
-    _goto(at, "model")
+    goto(at, "model")
     at.selectbox(key="model_preset").set_value("LeNet-5").run()
     assert any("does not fit 8×8 images" in info.value for info in at.info)
     at.button(key="model_use_fitted").click().run()

@@ -5,22 +5,34 @@ from dataclasses import replace
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dcnn_core.jobs import JobRegistry, Refused, RoomLimits
+from dcnn_core.room.rules import Refused, RoomLimits, ServerRules
 
 APP = "../app.py"
 TINY_SHAPES = {"key": "shapes", "options": {"count_per_class": 40, "image_size": 16, "colour": False, "seed": 0}}
 
 
 def test_limits_looser_than_the_servers_are_refused():
-    registry = JobRegistry(max_concurrent=2, limits=RoomLimits(images_per_epoch=6000, max_epochs=20))
+    rules = ServerRules(RoomLimits(images_per_epoch=6000, max_epochs=20), slots=2)
     with pytest.raises(Refused, match="from 1 to 6000"):
-        registry.set_room(replace(registry.limits, images_per_epoch=10_000), slots=1)
-    with pytest.raises(Refused, match="from 1 to 20"):
-        registry.set_room(replace(registry.limits, max_epochs=0), slots=1)  # 0 would mean no bound at all
+        rules.set_room(replace(rules.limits, images_per_epoch=10_000), slots=1)
+    with pytest.raises(Refused, match="from 1 to 20") as refusal:
+        rules.set_room(replace(rules.limits, max_epochs=None), slots=1)  # no limit is looser than the server's 20
+    assert refusal.value.limit == "max_epochs" and "no limit" in str(refusal.value)
     with pytest.raises(Refused, match="from 1 to 2"):
-        registry.set_room(registry.limits, slots=3)
-    registry.set_room(replace(registry.limits, images_per_epoch=500, max_epochs=3), slots=1)
-    assert registry.limits.images_per_epoch == 500 and registry.scheduler.slots == 1
+        rules.set_room(rules.limits, slots=3)
+    rules.set_room(replace(rules.limits, images_per_epoch=500, max_epochs=3), slots=1)
+    assert rules.limits.images_per_epoch == 500 and rules.slots == 1
+    assert rules.plan_run(epochs=10, shared=True).epochs == 3 and rules.plan_run(epochs=10, shared=False).epochs == 10
+
+
+def test_zero_in_the_environment_means_no_limit_everywhere():
+    from dcnn_core.settings import load_settings
+
+    limits = RoomLimits.from_settings(load_settings({"DCNN_MAX_QUEUE": "0", "DCNN_ROOM_MAX_EPOCHS": "0", "DCNN_MAX_PARAMETERS": "0"}))
+    assert limits.max_queue is None and limits.max_epochs is None and limits.max_parameters is None
+    assert limits.max_runs_per_owner == 20  # unset: the default
+    plan = ServerRules(limits).plan_run(epochs=50, shared=True)
+    assert plan.epochs == 50 and "epochs" not in plan.line
 
 
 @pytest.fixture
@@ -30,11 +42,10 @@ def instructor_room(monkeypatch, tmp_path):
     monkeypatch.setenv("DCNN_RUNS_DIR", str(tmp_path))
     monkeypatch.setenv("DCNN_INSTRUCTOR_KEY", "k")
     resources.settings.clear()
-    registry = resources.job_registry()
-    before = (registry.limits, registry.scheduler.slots)
-    yield registry
-    registry.limits, registry.scheduler.slots = before
+    resources.engine.clear()
+    yield resources.engine().rules
     resources.settings.clear()
+    resources.engine.clear()
 
 
 def test_the_instructor_tightens_the_limits_and_the_next_attendees_run_follows_them(instructor_room):
@@ -58,8 +69,8 @@ def test_the_instructor_tightens_the_limits_and_the_next_attendees_run_follows_t
     attendee.button(key="train_start").click().run()
     from ui import resources
 
-    job = resources.job_registry().get(attendee.session_state["selected_job"])
-    assert job.wait(120)
-    progress = job.snapshot()
+    run_id = attendee.session_state["selected_job"]
+    assert resources.engine().wait(run_id, 120)
+    progress = resources.progress(run_id)
     assert progress.epochs == 2 and progress.epoch == 2  # cut to the room's limit
     assert progress.batches_per_epoch == -(-64 // 32)  # 64 images per epoch at batch 32

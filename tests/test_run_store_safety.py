@@ -14,8 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dcnn_core import datasets, runs, spec, training
-from dcnn_core.training_config import TrainConfig
+from dcnn_core.data import datasets
+from dcnn_core.design import spec
+from dcnn_core.training import job as training
+from dcnn_core.training import runs
+from dcnn_core.training.config import TrainConfig
 
 OWNER = "0123456789abcdef0123456789abcdef"
 SHAPES_REF = {"key": "shapes", "options": {"count_per_class": 30, "image_size": 16, "seed": 1}, "title": "Shapes"}
@@ -112,8 +115,10 @@ _KILLED_SAVE = textwrap.dedent(
     """
     import dataclasses, os, shutil, sys
     import numpy as np
-    from dcnn_core import datasets, runs, spec, training
-    from dcnn_core.training_config import TrainConfig
+    from dcnn_core.data import datasets
+    from dcnn_core.design import spec
+    from dcnn_core.training import job as training, runs
+    from dcnn_core.training.config import TrainConfig
 
     root, run_id, step = sys.argv[1], sys.argv[2], sys.argv[3]
     images = np.zeros((4, 8, 8, 1), np.uint8)

@@ -3,10 +3,13 @@
 import numpy as np
 import pytest
 
-from dcnn_core import datasets, runs, spec, training
-from dcnn_core.evaluation import predict_probabilities
-from dcnn_core.jobs import JobRegistry
-from dcnn_core.training_config import Augmentation, TrainConfig, schedule_preview
+from dcnn_core.data import datasets
+from dcnn_core.design import spec
+from dcnn_core.results.evaluation import predict_probabilities
+from dcnn_core.training import job as training
+from dcnn_core.training import runs
+from dcnn_core.training.config import Augmentation, TrainConfig, schedule_preview
+from dcnn_core.training.registry import JobRegistry
 
 SHAPES_REF = {"key": "shapes", "options": {"count_per_class": 30, "image_size": 16, "seed": 1}}
 
@@ -86,7 +89,7 @@ def test_schedules_are_recorded_and_previewed(tiny_shapes):
 
 
 def test_augmentation_and_class_weights_train(tiny_shapes):
-    from dcnn_core.pipeline import augment_preview, balanced_class_weights
+    from dcnn_core.training.pipeline import augment_preview, balanced_class_weights
 
     augmentation = Augmentation(flip=True, rotation=0.1, zoom=0.1, shift=0.1, contrast=0.2)
     previews = augment_preview(tiny_shapes.x_train[:2], augmentation, copies=4, seed=0)
@@ -163,7 +166,7 @@ def test_eviction_refused_by_the_callback_keeps_the_run(tiny_shapes):
 
 
 def _own_images() -> datasets.Dataset:
-    """A user's own set, as dcnn_core.custom_data makes it: key 'custom:<name>', referred to as {"key": "custom"}."""
+    """A user's own set, as dcnn_core.data.custom_data makes it: key 'custom:<name>', referred to as {"key": "custom"}."""
     shapes = datasets.load_shapes(count_per_class=20, image_size=16, seed=9)
     return datasets.make_dataset("custom:pets", "pets", "Your own images (zip): 120 images in 6 classes", shapes.x_train,
                                  shapes.y_train, shapes.x_test, shapes.y_test, shapes.class_names, False)  # fmt: skip
@@ -242,11 +245,11 @@ def test_runs_on_own_images_come_back_after_a_restart_and_an_eviction_and_can_be
     reference = {"key": "custom", "options": {"name": "pets"}}
     kept = _train(pets, TrainConfig(epochs=1, batch_size=32), store, reference=reference, owner=OWNER)
     big = _plant(runs.RunStore(store.root, max_data_bytes=0), pets, {**reference, "title": "pets"})  # its images over the cap
-    resources._saved_runs.clear()  # a restart: runs are read from disk again
+    resources.engine.clear()  # a restart: runs are read from disk again
 
     at = _app(monkeypatch, user=OWNER)
     assert at.session_state["job_ids"] == [kept.job_id, big]
-    registry = resources.job_registry()
+    registry = resources.engine().registry
     restored = registry.get(kept.job_id)
     assert restored is not kept and restored.model is not None  # predicted with again, on its own images
     assert np.array_equal(restored.dataset.x_test, pets.x_test)

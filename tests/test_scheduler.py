@@ -5,10 +5,14 @@ import time
 
 import pytest
 
-from dcnn_core import spec, training
-from dcnn_core.jobs import JobRegistry, Refused, RoomLimits
-from dcnn_core.progress import ProgressLog
-from dcnn_core.scheduler import FairScheduler
+from dcnn_core.design import spec
+from dcnn_core.room.rules import Refused, RoomLimits, ServerRules
+from dcnn_core.training import job as training
+from dcnn_core.training.description import RunDescription
+from dcnn_core.training.local import LocalEngine
+from dcnn_core.training.progress import ProgressLog
+from dcnn_core.training.runs import RunStore
+from dcnn_core.training.scheduler import FairScheduler
 
 
 def _worker(scheduler: FairScheduler, name: str, turns: int, log: list, stop: threading.Event | None = None):
@@ -98,42 +102,63 @@ def _job(dataset, owner: str, epochs: int = 1) -> training.TrainingJob:
     return training.TrainingJob(spec.preset("Article baseline"), dataset, training.TrainConfig(epochs=epochs, batch_size=32), owner=owner)
 
 
-def test_one_training_per_user_however_many_tabs_press_start(tiny_shapes):
-    registry = JobRegistry(max_concurrent=1)
+def _engine(dataset, tmp_path, limits: RoomLimits | None = None) -> LocalEngine:
+    """An in-process engine whose every data-set reference is ``dataset``."""
+    return LocalEngine(RunStore(tmp_path), ServerRules(limits or RoomLimits(), slots=1), resolve=lambda reference: dataset)
+
+
+def _description(owner: str, epochs: int = 1) -> RunDescription:
+    return RunDescription(
+        spec.preset("Article baseline"), training.TrainConfig(epochs=epochs, batch_size=32), {"key": "shapes"}, owner=owner
+    )
+
+
+def test_one_training_per_user_however_many_tabs_press_start(tiny_shapes, tmp_path):
+    engine = _engine(tiny_shapes, tmp_path)
     results: list = []
 
     def press_start():
         try:
-            results.append(registry.start_for_owner(_job(tiny_shapes, "same-user", epochs=30)))
+            results.append(engine.submit(_description("same-user", epochs=30)))
         except Refused as error:
-            results.append(str(error))
+            results.append(error)
 
     tabs = [threading.Thread(target=press_start) for _ in range(5)]
     for tab in tabs:
         tab.start()
     for tab in tabs:
         tab.join()
-    started = [r for r in results if isinstance(r, training.TrainingJob)]
+    started = [r for r in results if isinstance(r, str)]
     assert len(started) == 1
-    assert all("already have a training running" in r for r in results if isinstance(r, str))
-    started[0].request_stop()
-    assert started[0].wait(30)
+    assert all("already have a training running" in str(r) for r in results if isinstance(r, Refused))
+    engine.stop(started[0])
+    assert engine.wait(started[0], 30)
+    other = engine.submit(_description("same-user", epochs=30))
     with pytest.raises(Refused, match="already have a training"):
-        other = registry.start_for_owner(_job(tiny_shapes, "same-user", epochs=30))
-        registry.continue_for_owner(started[0], 1)  # the new run is active: continuing the old one is refused too
-    other.request_stop()
-    assert other.wait(30)
+        engine.continue_run(started[0], 1)  # the new run is active: continuing the old one is refused too
+    engine.stop(other)
+    assert engine.wait(other, 30)
+    assert [run.status for run in engine.runs("same-user")] == [training.STOPPED, training.STOPPED]
 
 
-def test_room_limits_refuse_with_a_message(tiny_shapes):
-    registry = JobRegistry(max_concurrent=1, limits=RoomLimits(max_queue=1, max_runs_per_owner=1))
-    first = registry.start_for_owner(_job(tiny_shapes, "a", epochs=30))
-    with pytest.raises(Refused, match="limit"):
-        registry.start_for_owner(_job(tiny_shapes, "b"))
-    first.request_stop()
-    assert first.wait(30)
+def test_room_limits_refuse_with_a_message_naming_the_limit(tiny_shapes, tmp_path):
+    engine = _engine(tiny_shapes, tmp_path, RoomLimits(max_queue=1, max_runs_per_owner=1))
+    first = engine.submit(_description("a", epochs=30))
+    with pytest.raises(Refused, match="limit") as refusal:
+        engine.submit(_description("b"))
+    assert refusal.value.limit == "max_queue"
+    engine.stop(first)
+    assert engine.wait(first, 30)
     with pytest.raises(Refused, match="delete one"):
-        registry.start_for_owner(_job(tiny_shapes, "a"))
+        engine.submit(_description("a"))
+    assert [run.run_id for run in engine.runs("a")] == [first] and engine.runs("b") == []  # nothing made by a refusal
+
+
+def test_a_design_too_large_for_the_server_is_refused_before_it_trains(tiny_shapes, tmp_path):
+    engine = _engine(tiny_shapes, tmp_path, RoomLimits(max_parameters=1000))
+    with pytest.raises(Refused, match="cannot be trained") as refusal:
+        engine.submit(_description("a"))
+    assert refusal.value.limit == "design" and engine.runs("a") == []
 
 
 def test_a_run_stops_at_the_rooms_training_time_limit_and_keeps_its_model(tiny_shapes):
@@ -165,7 +190,7 @@ def test_batch_points_are_kept_when_keras_reports_chunks_of_batches():
 
 
 def test_the_wait_estimate_counts_the_turn_in_progress_and_the_learned_build_time(monkeypatch):
-    from dcnn_core import scheduler as scheduler_module
+    from dcnn_core.training import scheduler as scheduler_module
 
     clock = [100.0]
     monkeypatch.setattr(scheduler_module.time, "monotonic", lambda: clock[0])

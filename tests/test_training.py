@@ -7,9 +7,11 @@ import time
 import numpy as np
 import pytest
 
-from dcnn_core import spec, training
-from dcnn_core.evaluation import predict_probabilities
-from dcnn_core.jobs import JobRegistry
+from dcnn_core.design import spec
+from dcnn_core.results.evaluation import predict_probabilities
+from dcnn_core.training import job as training
+from dcnn_core.training import lifecycle
+from dcnn_core.training.registry import JobRegistry
 
 
 def _wait_for(predicate, timeout=60.0):
@@ -61,9 +63,9 @@ def test_a_real_nan_loss_stops_with_a_clear_message(tiny_shapes, monkeypatch):
     Keras reports every ``BATCHES_PER_CALL`` batches, by the last one: the 4th batch is index 3.
     """
     job = training.TrainingJob(spec.preset("Simple CNN"), tiny_shapes, training.TrainConfig(epochs=2, batch_size=16))
-    original = training._Recorder.on_batch
+    original = lifecycle._Recorder.on_batch
     poisoned = lambda self, batch, logs: original(self, batch, dict(logs, loss=float("nan")) if batch == 3 else logs)
-    monkeypatch.setattr(training._Recorder, "on_batch", poisoned)
+    monkeypatch.setattr(lifecycle._Recorder, "on_batch", poisoned)
     job.run()
     progress = job.snapshot()
     assert progress.status == training.DIVERGED
@@ -85,7 +87,7 @@ def test_an_exception_in_training_fails_only_that_job(tiny_shapes, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("simulated out of memory\nwith a second line")
 
-    monkeypatch.setattr(training, "build_and_compile", broken)
+    monkeypatch.setattr(lifecycle, "build_and_compile", broken)
     job = training.TrainingJob(spec.preset("Simple CNN"), tiny_shapes, training.TrainConfig(epochs=1))
     job.run()
     progress = job.snapshot()

@@ -4,10 +4,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from dcnn_core import experiment, typed_dict
-from dcnn_core.datasets import DatasetChoice
-from dcnn_core.spec import ConvBlock, ModelSpec
-from dcnn_core.training_config import TrainConfig
+from dcnn_core.data.datasets import DatasetChoice
+from dcnn_core.design import typed_dict
+from dcnn_core.design.spec import ConvBlock, ModelSpec
+from dcnn_core.headless import experiment
+from dcnn_core.training.config import TrainConfig
 
 
 @dataclass

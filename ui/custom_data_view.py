@@ -1,7 +1,7 @@
 """The "Your images" part of the Data page: import a set, review it before training, use or remove it.
 
 User text (file, folder and class names) is shown only as plain text: in tables, in
-Plotly labels (escaped by ``dcnn_core.plots``) and in messages escaped for Markdown.
+Plotly labels (escaped by ``dcnn_core.results.plots``) and in messages escaped for Markdown.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from pathlib import PurePosixPath
 import numpy as np
 import streamlit as st
 
-from dcnn_core import custom_data, datasets, plots
-from dcnn_core.datasets import CUSTOM_KEY, DatasetChoice
+from dcnn_core.data import custom_data, datasets
+from dcnn_core.data.datasets import CUSTOM_KEY, DatasetChoice
+from dcnn_core.results import plots
+from dcnn_core.room.rules import Refused
 from ui import resources, state
 from ui.text import plain
 
@@ -128,12 +130,13 @@ def _folder_tab(options: custom_data.ImportOptions, name: str) -> None:
 
 def _import(make_report: Callable[[], custom_data.ImportReport], raw_name: str) -> None:
     """Run an import; a refusal or any failure becomes one message, and the app keeps working."""
-    sets, most = st.session_state[state.CUSTOM_DATASETS], resources.settings().max_image_sets_per_user
-    if most and len(sets) >= most and custom_data.set_name(raw_name) not in sets:
-        st.error(f"You have the most this server keeps per person: {most} image set{'s' if most != 1 else ''} in a session. "
-                 "Remove one under **Your image sets in this session** to import another. Nothing was changed.",
-                 icon=":material/block:")  # fmt: skip
-        return
+    sets = st.session_state[state.CUSTOM_DATASETS]
+    if custom_data.set_name(raw_name) not in sets:  # replacing a set of the same name is always allowed
+        try:
+            resources.engine().rules.check_image_sets(len(sets))
+        except Refused as refusal:
+            st.error(plain(str(refusal)), icon=":material/block:")
+            return
     try:
         with st.spinner("Reading your images…"):
             report = make_report()

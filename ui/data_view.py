@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dcnn_core import datasets, plots
-from dcnn_core.datasets import Dataset
+from dcnn_core.data import datasets
+from dcnn_core.data.datasets import Dataset
+from dcnn_core.results import plots
 from ui.text import plain
 
 

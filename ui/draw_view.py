@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image, ImageFilter
 
-from dcnn_core import images
+from dcnn_core.data import images
 from ui import predict_view
 from ui.predict_view import Run
 

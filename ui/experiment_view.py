@@ -7,12 +7,12 @@ import sys
 
 import streamlit as st
 
-from dcnn_core import experiment
-from dcnn_core.datasets import DatasetChoice
+from dcnn_core.data.datasets import DatasetChoice
+from dcnn_core.headless import experiment
 from ui import state
 
 EXPERIMENT_FILE = "experiment.json"
-_CLI_OWNER = re.compile(r"^[0-9a-f]{32}$")  # what ``python -m dcnn_core.train --owner`` accepts
+_CLI_OWNER = re.compile(r"^[0-9a-f]{32}$")  # what ``python -m dcnn_core.headless.train --owner`` accepts
 
 
 def draw_experiment_io(spec, dataset_choice: DatasetChoice, config) -> None:
@@ -37,7 +37,7 @@ def headless_command() -> str:
     """The command that trains the downloaded file into a run folder this user's app can show."""
     owner = st.session_state.get(state.OWNER, "")
     owner_flag = f" --owner {owner}" if isinstance(owner, str) and _CLI_OWNER.match(owner) else ""
-    return f"python -m dcnn_core.train {EXPERIMENT_FILE} --out runs/{owner_flag}"
+    return f"python -m dcnn_core.headless.train {EXPERIMENT_FILE} --out runs/{owner_flag}"
 
 
 def gpu_notice() -> str | None:
@@ -56,4 +56,5 @@ def gpu_notice() -> str | None:
         return None
     if gpus == 1:
         return "1 GPU visible: training runs on it"
-    return f"{gpus} GPUs visible: the app trains on the first; headless training (python -m dcnn_core.train) uses all with MirroredStrategy"
+    return (f"{gpus} GPUs visible: the app trains on the first; "
+            "headless training (python -m dcnn_core.headless.train) uses all with MirroredStrategy")  # fmt: skip

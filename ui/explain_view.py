@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from dcnn_core import explain, export, naming, plots, projection
+from dcnn_core import naming
+from dcnn_core.results import explain, export, plots, projection
+from dcnn_core.room.rules import Refused
 from ui import predict_view, resources
 from ui.predict_view import Run
 from ui.text import plain
@@ -201,17 +203,16 @@ def draw_import() -> None:
     if any(run.file_id == upload.file_id for run in imported.values()):
         st.success(f"'{plain(upload.name)}' is imported: pick it under **Trained run** above.", icon=":material/check:")
         return
-    settings = resources.settings()
-    if settings.max_imported_models_per_user and len(imported) >= settings.max_imported_models_per_user:
-        most = settings.max_imported_models_per_user
-        st.error(f"You have imported the most this server keeps per person: {most} model{'s' if most != 1 else ''} in a session. "
-                 "Imported models last as long as this browser tab: reload the page to forget them (your trained runs stay).",
-                 icon=":material/block:")  # fmt: skip
+    rules = resources.engine().rules
+    try:
+        rules.check_imported_models(len(imported))
+    except Refused as refusal:
+        st.error(plain(str(refusal)), icon=":material/block:")
         return
     try:
         with st.spinner("Checking the model…"):
             model = export.import_keras_model(
-                upload.getvalue(), upload.name, dataset.input_shape, dataset.num_classes, max_parameters=settings.max_parameters
+                upload.getvalue(), upload.name, dataset.input_shape, dataset.num_classes, max_parameters=rules.max_parameters
             )
     except export.ImportRefused as error:
         st.error(plain(str(error)), icon=":material/block:")

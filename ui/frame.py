@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dcnn_core.training import ACTIVE_STATES
 from ui import resources, state
 from ui.text import plain
 
@@ -21,10 +20,10 @@ def format_seconds(seconds: float | None) -> str:
 
 def training_line() -> str:
     """One line on the selected training job, e.g. 'running — epoch 3/10'."""
-    job = resources.selected_job()
-    if job is None:
+    run = resources.selected_run()
+    progress = resources.progress(run.run_id) if run is not None else None
+    if progress is None:
         return "not started"
-    progress = job.snapshot()
     if progress.status == "running":
         return f"running — epoch {min(progress.epoch + 1, progress.epochs)}/{progress.epochs}"
     if progress.status == "queued":
@@ -46,7 +45,7 @@ def draw_frame(slot) -> None:
     with slot:
         st.markdown("**Your session**")
         st.caption(KEY_NOTE)
-        if any(job.status in ACTIVE_STATES for job in resources.session_jobs()):
+        if any(run.active for run in resources.session_runs()):
             st.fragment(run_every=resources.live_refresh_s())(_status_lines)()  # as often as the live curves: less in a full room
         else:
             _status_lines()

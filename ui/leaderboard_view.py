@@ -7,11 +7,14 @@ from dataclasses import replace
 
 import streamlit as st
 
-from dcnn_core import datasets, leaderboard, plan, runs
-from dcnn_core.datasets import DatasetChoice
-from dcnn_core.leaderboard import Entry, Leaderboard
-from dcnn_core.training import TrainingJob
-from dcnn_core.training_config import TrainConfig
+from dcnn_core.data import datasets
+from dcnn_core.data.datasets import DatasetChoice
+from dcnn_core.design import plan
+from dcnn_core.room import leaderboard
+from dcnn_core.room.leaderboard import Entry, Leaderboard
+from dcnn_core.training import runs
+from dcnn_core.training.config import TrainConfig
+from dcnn_core.training.engine import RunInfo
 from ui import model_form, resources, state
 from ui.frame import format_seconds
 from ui.text import plain
@@ -48,17 +51,16 @@ def _show_message() -> None:
 # --- publishing, on the Train page -------------------------------------------------------------
 
 
-def _publishable(job: TrainingJob) -> str | None:
+def _publishable(job: RunInfo) -> str | None:
     """Why this run cannot be published, or None when it can."""
-    progress = job.snapshot()
-    if progress.status not in PUBLISHABLE or progress.test_accuracy is None:
+    if job.status not in PUBLISHABLE or job.test_accuracy is None:
         return "A finished run with a test accuracy can be published."
     if job.dataset_ref.get("key") not in datasets.REGISTRY:
         return "Runs on your own images stay private: only runs on the built-in sets can be published."
     return None
 
 
-def _parameters(job: TrainingJob) -> int | None:
+def _parameters(job: RunInfo) -> int | None:
     """The design's parameter count on the data it was trained on (None if that data cannot be loaded now)."""
     try:
         dataset = resources.load_dataset(DatasetChoice.from_dict(job.dataset_ref))
@@ -68,14 +70,17 @@ def _parameters(job: TrainingJob) -> int | None:
     return analysis.total_parameters if analysis.ok else None
 
 
-def _publish(job: TrainingJob) -> None:
+def _publish(run_id: str) -> None:
     name = st.session_state.get("train_publish_name", "")
-    progress = job.snapshot()
+    job = resources.engine().run(run_id)
+    if job is None or job.owner != _owner():
+        st.session_state[MESSAGE] = ("error", "This run is no longer here.")
+        return
     try:
         entry = board().publish(
-            owner=_owner(), run_id=job.job_id, display_name=name, dataset_ref=job.dataset_ref,
-            dataset_title=job.dataset_ref.get("title", job.dataset_ref["key"]), spec=job.spec, parameters=_parameters(job),
-            config=job.config, test_accuracy=progress.test_accuracy, training_s=progress.elapsed_s,
+            owner=_owner(), run_id=job.run_id, display_name=name, dataset_ref=_public_reference(job.dataset_ref),
+            dataset_title=job.dataset_title, spec=job.spec, parameters=_parameters(job),
+            config=job.config, test_accuracy=job.test_accuracy, training_s=job.elapsed_s,
         )  # fmt: skip
     except ValueError as error:
         st.session_state[MESSAGE] = ("error", plain(str(error)))
@@ -84,11 +89,16 @@ def _publish(job: TrainingJob) -> None:
     st.session_state[MESSAGE] = ("success", f"Published as **{plain(entry.display_name)}**: the room sees it on the Leaderboard page.")
 
 
-def draw_publish(job: TrainingJob | None) -> None:
+def _public_reference(reference: dict) -> dict:
+    """A data-set reference as the room may see it: the set and its options, nothing of this server's."""
+    return {key: reference[key] for key in ("key", "options", "title") if key in reference}
+
+
+def draw_publish(job: RunInfo | None) -> None:
     """Below a finished run of this user: a display name and a Publish button."""
     if job is None or job.owner != _owner() or _publishable(job) is not None:
         return
-    published = board().published_run(_owner(), job.job_id)
+    published = board().published_run(_owner(), job.run_id)
     with st.container(border=True, key="train_publish_box"):
         st.markdown("**Share this run with the room** — the design, its training settings and its test accuracy; no weights, no images.")
         if "train_publish_name" not in st.session_state:
@@ -96,7 +106,7 @@ def draw_publish(job: TrainingJob | None) -> None:
         left, right = st.columns([3, 1], vertical_alignment="bottom")
         left.text_input("Display name", key="train_publish_name", max_chars=leaderboard.MAX_NAME_LENGTH,
                         help="Shown to everyone on the Leaderboard page, exactly as typed.")  # fmt: skip
-        right.button("Rename" if published else "Publish", key="train_publish", on_click=_publish, args=(job,),
+        right.button("Rename" if published else "Publish", key="train_publish", on_click=_publish, args=(job.run_id,),
                      icon=":material/leaderboard:", use_container_width=True)  # fmt: skip
         _show_message()
         if published:

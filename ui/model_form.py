@@ -11,9 +11,9 @@ from dataclasses import fields, replace
 
 import streamlit as st
 
-from dcnn_core import backbones, recipes
-from dcnn_core import spec as model_spec
-from dcnn_core.spec import ConvBlock, Head, ModelSpec
+from dcnn_core.design import backbones, recipes
+from dcnn_core.design import spec as model_spec
+from dcnn_core.design.spec import ConvBlock, Head, ModelSpec
 from ui import resources, state
 from ui.text import plain
 

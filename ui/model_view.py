@@ -8,9 +8,11 @@ import math
 import numpy as np
 import streamlit as st
 
-from dcnn_core import codegen, naming, plan, plots
-from dcnn_core import spec as model_spec
-from dcnn_core.datasets import Dataset
+from dcnn_core import naming
+from dcnn_core.data.datasets import Dataset
+from dcnn_core.design import codegen, plan
+from dcnn_core.design import spec as model_spec
+from dcnn_core.results import plots
 from ui import model_form, resources, state
 from ui.text import plain
 
@@ -72,9 +74,11 @@ def _npz_bytes(dataset: Dataset) -> bytes:
 def _best_accuracy(spec_name: str, dataset: Dataset) -> float | None:
     """Best validation accuracy among this session's runs of ``spec_name`` on ``dataset``."""
     best = None
-    for job in resources.session_jobs():
-        if job.spec.name == spec_name and job.dataset is dataset:
-            values = [v for v in job.snapshot().history["val_accuracy"] if math.isfinite(v)]
+    choice = state.dataset_choice()
+    for run in resources.session_runs():
+        same_data = run.dataset_ref.get("key") == choice.key and (run.dataset_ref.get("options") or {}) == choice.options
+        if run.spec.name == spec_name and same_data:
+            values = [v for v in run.history["val_accuracy"] if math.isfinite(v)]
             if values:
                 best = max(best or 0.0, max(values))
     return best

@@ -7,9 +7,10 @@ import functools
 import numpy as np
 import streamlit as st
 
-from dcnn_core import evaluation, images, plots
-from dcnn_core.analysis import RunAnalysis, TrainedModel
-from dcnn_core.training import DIVERGED, TrainingJob
+from dcnn_core.data import images
+from dcnn_core.results import evaluation, plots
+from dcnn_core.results.analysis import RunAnalysis, TrainedModel
+from dcnn_core.training.progress import Status
 from ui import resources, state
 from ui.text import plain
 
@@ -31,14 +32,15 @@ def init_predict_state() -> None:
     st.session_state.setdefault(EXPLAINED_LABEL, None)
 
 
-def usable_jobs() -> list[TrainingJob]:
+def usable_trained() -> list[TrainedModel]:
     """Ended runs with a model worth predicting with (never one still training)."""
-    return [job for job in resources.session_jobs() if job.ended and job.model is not None and job.status != DIVERGED]
+    found = (resources.trained(run.run_id) for run in resources.session_runs() if run.ended and run.status != Status.DIVERGED)
+    return [trained for trained in found if trained is not None]
 
 
 def usable_runs() -> list[Run]:
     """Ended training runs, then the models this session imported."""
-    return [*usable_jobs(), *st.session_state[IMPORTED_RUNS].values()]
+    return [*usable_trained(), *st.session_state[IMPORTED_RUNS].values()]
 
 
 def analysis(run: TrainedModel) -> RunAnalysis:

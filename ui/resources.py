@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import threading
@@ -11,15 +10,18 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from dcnn_core import datasets, runs, runtime
-from dcnn_core.analysis import Analyses
-from dcnn_core.jobs import JobRegistry, Refused, RoomLimits
+from dcnn_core import runtime
+from dcnn_core.data import datasets
+from dcnn_core.results.analysis import Analyses
+from dcnn_core.room.rules import RoomLimits, ServerRules
 from dcnn_core.settings import Settings, load_settings
-from dcnn_core.training import RunDescription, RunLimits, TrainingJob
+from dcnn_core.training import runs
+from dcnn_core.training.description import RunDescription
+from dcnn_core.training.engine import RunInfo, TrainingEngine
+from dcnn_core.training.progress import Progress
 from ui import state
 
 RETRY_FAILED_DOWNLOAD_S = 120
-ROOM_WINDOW_S = 600  # people seen in the last ten minutes make a room
 MAX_LIVE_FIGURES = 200
 
 
@@ -41,79 +43,22 @@ def run_store() -> runs.RunStore:
 
 
 @st.cache_resource
-def job_registry() -> JobRegistry:
-    """One registry per process: its scheduler shares the processor between the whole room's trainings."""
+def engine() -> TrainingEngine:
+    """The one door into training for this server process: its engine runs every training of the room."""
     config = settings()
-    limits = RoomLimits(max_queue=config.max_queue, max_runs_per_owner=config.max_runs_per_user,
-                        images_per_epoch=config.room_images_per_epoch, max_epochs=config.room_max_epochs,
-                        max_train_minutes=config.room_max_train_minutes)  # fmt: skip
-    registry = JobRegistry(config.max_concurrent_jobs, idle_stop_s=config.idle_stop_s, limits=limits)
-    registry.on_evict = _back_to_disk
-    return registry
+    rules = ServerRules(RoomLimits.from_settings(config), slots=config.max_concurrent_jobs)
+    if config.ray_address:  # a room that outgrew one box: trainings run in a Ray cluster (Ray imported only here)
+        from dcnn_core.training.ray_engine import RayEngine
+
+        return RayEngine(run_store(), rules, _resolve_reference, address=config.ray_address, idle_stop_s=config.idle_stop_s)
+    from dcnn_core.training.local import LocalEngine
+
+    return LocalEngine(run_store(), rules, _resolve_reference, idle_stop_s=config.idle_stop_s)
 
 
-def _back_to_disk(job: TrainingJob) -> bool:
-    """Let an idle ended run leave memory if it is saved: its owner gets it back from disk.
-
-    A run on the user's own images comes back with the images saved beside it, or, when they were too
-    large to keep, as a summary (listed and deletable).
-    """
-    folder = run_store().root / job.job_id
-    try:
-        record = run_store().load(folder)
-    except Exception:
-        return False
-    saved = _saved_runs()
-    with saved["lock"]:
-        saved["by_owner"].setdefault(record.owner, []).append(record)
-    return True
-
-
-@st.cache_resource
-def _saved_runs() -> dict:
-    """Runs found on disk at start-up, by owner; restored into the registry when their owner visits."""
-    by_owner: dict[str, list[runs.RunRecord]] = {}
-    for record in run_store().load_all():
-        by_owner.setdefault(record.owner, []).append(record)
-    return {"lock": threading.Lock(), "by_owner": by_owner}
-
-
-def _restore_saved_runs(owner: str) -> None:
-    saved = _saved_runs()
-    with saved["lock"]:
-        records = saved["by_owner"].pop(owner, [])
-    registry = job_registry()
-    for record in records:
-        if registry.get(record.run_id) is not None:
-            continue
-        dataset = _dataset_for(record)
-        if dataset is None and not record.own_images:  # its data cannot be loaded now (offline?): try again on a later visit
-            with saved["lock"]:
-                saved["by_owner"].setdefault(owner, []).append(record)
-            continue
-        try:
-            job = runs.restore_job(record, dataset) if dataset is not None else runs.restore_summary(record)
-            job.on_end = run_store().save
-        except Exception:  # a damaged model or image file: still listed, so it can be deleted
-            try:
-                job = runs.restore_summary(record, "Its saved model or images could not be read, so it is shown as a summary only.")
-            except Exception:  # not even a summary can be made of it
-                continue
-        registry.add_ended(job)
-
-
-def _dataset_for(record: runs.RunRecord) -> datasets.Dataset | None:
-    """The data set a saved run was trained on, if it can still be loaded (a user's own images: from the run folder)."""
-    reference = record.dataset_ref
-    if record.own_images:
-        try:
-            return run_store().load_images(record) if record.has_saved_images else None
-        except Exception:  # damaged or too large: the run comes back as a summary
-            return None
-    try:
-        return load_dataset(datasets.DatasetChoice.from_dict(reference))
-    except Exception:  # unavailable offline, or options this version no longer takes
-        return None
+def _resolve_reference(reference: dict) -> datasets.Dataset:
+    """A built-in set by its reference, from the process-wide cache (raises DatasetUnavailable)."""
+    return load_dataset(datasets.DatasetChoice.from_dict(reference))
 
 
 @st.cache_resource(max_entries=6, show_spinner=False)
@@ -184,86 +129,85 @@ def current_dataset() -> datasets.Dataset:
     return resolved.dataset
 
 
-def session_jobs() -> list[TrainingJob]:
+def owner() -> str:
+    return st.session_state[state.OWNER]
+
+
+def session_runs() -> list[RunInfo]:
     """This user's runs (also those from before a reload or a restart), oldest first.
 
-    Looking at them counts as the user being present: active jobs are not stopped as idle.
+    Looking at them counts as the user being present: active trainings are not stopped as idle.
     """
-    owner = st.session_state[state.OWNER]
-    _restore_saved_runs(owner)
-    job_registry().note_visitor(owner)
-    jobs = job_registry().jobs(owner=owner)
-    for job in jobs:
-        job.touch()
-    st.session_state[state.JOB_IDS] = [job.job_id for job in jobs]
-    return jobs
+    door = engine()
+    door.visit(owner())
+    found = door.runs(owner())
+    st.session_state[state.JOB_IDS] = [run.run_id for run in found]
+    return found
 
 
-def selected_job() -> TrainingJob | None:
+def selected_run() -> RunInfo | None:
     """The run shown on the Train and Predict pages — only ever one of this user's.
 
     With none chosen (a new tab opened with only the user token), it is the user's latest run.
     """
-    job_id = st.session_state[state.SELECTED_JOB]
-    job = job_registry().get(job_id) if job_id else None
-    if job is not None and job.owner == st.session_state[state.OWNER]:
-        return job
-    jobs = session_jobs()
-    return jobs[-1] if jobs else None
+    run_id = st.session_state[state.SELECTED_JOB]
+    run = engine().run(run_id) if run_id else None
+    if run is not None and run.owner == owner():
+        return run
+    found = session_runs()
+    return found[-1] if found else None
 
 
-def has_active_job() -> bool:
+def has_active_run() -> bool:
     """Whether this user already has a training running or waiting (one at a time per user)."""
-    return job_registry().has_active(st.session_state[state.OWNER])
+    return any(run.active for run in engine().runs(owner()))
 
 
-def room_is_shared() -> bool:
-    """Whether other people have used this server in the last few minutes: then the room's limits apply to new runs."""
-    return len(job_registry().recent_owners(ROOM_WINDOW_S)) > 1
+def progress(run_id: str) -> Progress | None:
+    """Everything the pages draw of one run (plain data)."""
+    return engine().progress(run_id)
 
 
-def run_limits(config) -> tuple[RunLimits, int, str]:
-    """(limits, epochs, one line for the attendee) for a run started now; no limits for a lone user."""
-    if not room_is_shared():
-        return RunLimits(), config.epochs, ""
-    room = job_registry().limits  # the server's, or the instructor's for this session
-    limits = RunLimits(images_per_epoch=room.images_per_epoch or None, max_compute_s=room.max_train_minutes * 60.0 or None)
-    epochs = min(config.epochs, room.max_epochs) if room.max_epochs else config.epochs
-    parts = [limits.describe()] if limits.describe() else []
-    if room.max_epochs:
-        parts.append(f"at most {room.max_epochs} epochs")
-    line = f"This server is shared with the room: each run trains {'; '.join(parts)}." if parts else ""
-    return limits, epochs, line
+def room_line(epochs: int) -> str:
+    """One line for the attendee when the room's limits apply to a run started now (empty for a lone user)."""
+    return engine().plan(epochs).line
 
 
-def start_job(spec, dataset: datasets.Dataset, config) -> TrainingJob:
-    """Create, save-on-end and submit a training job for this user; raises ``jobs.Refused`` with a message."""
-    owner = st.session_state[state.OWNER]
-    most = settings().max_disk_mb_per_user
-    if most and (used := run_store().bytes_used(job.job_id for job in job_registry().jobs(owner=owner))) > most * 2**20:
-        raise Refused(f"Your saved runs take {used / 2**20:.0f} MB on this server, the most it keeps per person ({most} MB): "
-                           "delete a run in Your runs to start another.")  # fmt: skip
-    limits, epochs, _line = run_limits(config)
-    if epochs != config.epochs:
-        config = dataclasses.replace(config, epochs=epochs)
-    run = RunDescription(spec, config, state.dataset_choice().titled(dataset.title).to_dict(), owner=owner,
-                         max_parameters=settings().max_parameters, limits=limits)  # fmt: skip
-    job = TrainingJob(run, dataset)
-    job.on_end = run_store().save
-    job_registry().start_for_owner(job)
-    state.select_job(job.job_id)
-    return job
+def start_run(spec, dataset: datasets.Dataset, config) -> str:
+    """Submit a run of ``spec`` on ``dataset`` for this user; raises ``Refused`` with a message."""
+    door = engine()
+    reference = door.share_dataset(dataset, state.dataset_choice().titled(dataset.title).to_dict())
+    run_id = door.submit(RunDescription(spec, config, reference, owner=owner()))
+    state.select_job(run_id)
+    return run_id
 
 
-def delete_run(job: TrainingJob) -> bool:
-    """Forget an ended run and remove its folder; False when it is still training."""
-    if not job_registry().remove(job.job_id):
+def continue_run(run_id: str, extra_epochs: int) -> None:
+    """Train an ended run of this user more; raises ``Refused`` (or ValueError) with a message."""
+    run = engine().run(run_id)
+    if run is None or run.owner != owner():
+        raise ValueError("This run is no longer here.")
+    engine().continue_run(run_id, extra_epochs)
+
+
+def stop_run(run_id: str, reason: str = "") -> None:
+    engine().stop(run_id, reason)
+
+
+def delete_run(run_id: str) -> bool:
+    """Forget an ended run of this user and remove its folder; False when it is still training."""
+    run = engine().run(run_id)
+    if run is None or run.owner != owner() or not engine().delete(run_id):
         return False
-    run_store().delete(job.job_id)
-    analyses().forget(job.job_id)
-    if st.session_state[state.SELECTED_JOB] == job.job_id:
+    analyses().forget(run_id)
+    if st.session_state[state.SELECTED_JOB] == run_id:
         state.select_job(None)
     return True
+
+
+def trained(run_id: str):
+    """The run's trained model and data in this process (``TrainedModel``), once it has ended; None otherwise."""
+    return engine().trained(run_id)
 
 
 @st.cache_resource
@@ -296,7 +240,7 @@ def live_figure(job_id: str, kind: str, version: int, build):
 
 def live_refresh_s() -> float:
     """How often live pages redraw: every second when few train, less often as the room fills (the server stays responsive)."""
-    active = job_registry().running_count()
+    active = engine().room().running
     return 1.0 if active <= 4 else 2.0 if active <= 15 else 3.0
 
 

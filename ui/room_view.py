@@ -7,9 +7,9 @@ from dataclasses import fields, replace
 
 import streamlit as st
 
-from dcnn_core import leaderboard
-from dcnn_core.jobs import Refused
-from dcnn_core.training import TrainingJob
+from dcnn_core.room import leaderboard
+from dcnn_core.room.rules import Refused
+from dcnn_core.training.engine import RunInfo
 from ui import leaderboard_view, resources
 from ui.text import plain
 
@@ -26,9 +26,9 @@ MESSAGE = "room_message"
 STOP_REASON = "Stopped by the instructor"
 LIMIT_NAMES = {
     "max_concurrent_jobs": "Trainings computing at once (the others take turns)",
-    "room_images_per_epoch": "Training images per epoch, when shared (0: no limit)",
-    "room_max_epochs": "Epochs per run, when shared (0: no limit)",
-    "room_max_train_minutes": "Training minutes per run, when shared (0: no limit)",
+    "room_images_per_epoch": "Training images per epoch, when shared",
+    "room_max_epochs": "Epochs per run, when shared",
+    "room_max_train_minutes": "Training minutes per run, when shared",
     "max_queue": "Trainings active in the server",
     "max_runs_per_user": "Runs kept per person",
     "standin_images_per_class": "Offline stand-in: Shapes per class",
@@ -67,12 +67,14 @@ def unlocked() -> bool:
     return False
 
 
-def _who(job: TrainingJob, names: dict[str, str]) -> str:
-    return names.get(leaderboard.owner_hash(job.owner), leaderboard.anonymous_id(job.owner))
+def _who(run: RunInfo, names: dict[str, str]) -> str:
+    return names.get(leaderboard.owner_hash(run.owner), leaderboard.anonymous_id(run.owner))
 
 
-def _progress_text(job: TrainingJob) -> str:
-    progress = job.snapshot()
+def _progress_text(run: RunInfo) -> str:
+    progress = resources.progress(run.run_id)
+    if progress is None:
+        return "ended"
     if progress.queue_position is not None:
         return f"queued, place {progress.queue_position}"
     return f"{progress.status}, epoch {min(progress.epoch + 1, progress.epochs)}/{progress.epochs}"
@@ -86,20 +88,17 @@ def draw_live() -> None:
 
 def draw_trainings() -> None:
     """Every active and queued training, with a Stop button each."""
-    active = [job for job in resources.job_registry().jobs() if job.snapshot().active]
+    active = [run for run in resources.engine().runs() if run.active]
     st.subheader(f"Trainings now: {len(active)}")
     if not active:
         st.caption("Nobody is training right now.")
         return
     names = leaderboard_view.board().display_names()
-    for job in active:
-        with st.container(border=True, key=f"room_job_{job.job_id}"):
+    for run in active:
+        with st.container(border=True, key=f"room_job_{run.run_id}"):
             left, right = st.columns([6, 1], vertical_alignment="center")
-            left.markdown(
-                f"**{plain(_who(job, names))}** · {plain(job.dataset_ref.get('title', job.dataset_ref.get('key', '')))} · "
-                f"{plain(job.spec.name)} · {_progress_text(job)}"
-            )
-            right.button("Stop", key=f"room_stop_{job.job_id}", on_click=job.request_stop, args=(STOP_REASON,),
+            left.markdown(f"**{plain(_who(run, names))}** · {plain(run.dataset_title)} · {plain(run.name)} · {_progress_text(run)}")
+            right.button("Stop", key=f"room_stop_{run.run_id}", on_click=resources.stop_run, args=(run.run_id, STOP_REASON),
                          icon=":material/stop_circle:", use_container_width=True)  # fmt: skip
 
 
@@ -120,18 +119,22 @@ def draw_limits() -> None:
     settings = resources.settings()
     shown = [field.name for field in fields(settings) if field.repr]
     st.dataframe(
-        {"Limit": [LIMIT_NAMES.get(name, name) for name in shown], "Value": [str(getattr(settings, name)) for name in shown]},
+        {"Limit": [LIMIT_NAMES.get(name, name) for name in shown], "Value": [_shown(getattr(settings, name)) for name in shown]},
         hide_index=True,
     )
     st.caption("The server's maxima: DCNN_* environment variables or Streamlit secrets, set before it starts (see the README).")
     _room_form()
 
 
+def _shown(value) -> str:
+    return "no limit" if value is None else str(value)
+
+
 def _apply_room() -> None:
-    values = {name: int(st.session_state[f"room_set_{name}"]) for name in ROOM_FIELDS}
-    registry = resources.job_registry()
+    values = {name: _limit(st.session_state[f"room_set_{name}"]) for name in ROOM_FIELDS}
+    door = resources.engine()
     try:
-        registry.set_room(replace(registry.limits, **values), int(st.session_state["room_set_slots"]))
+        door.set_room(replace(door.rules.limits, **values), int(st.session_state["room_set_slots"]))
     except Refused as error:
         st.session_state[LIMITS_MESSAGE] = ("error", str(error))
         return
@@ -140,19 +143,23 @@ def _apply_room() -> None:
 
 def _room_form() -> None:
     """The instructor tightens (or loosens, up to the server's maxima) the room's limits while the server runs."""
-    registry = resources.job_registry()
-    current, server = registry.limits, registry.server_limits
+    rules = resources.engine().rules
+    current, server = rules.limits, rules.server_limits
     with st.form("room_limits"):
         st.markdown("**Limits for this session**")
         a, b = st.columns(2)
-        a.number_input("Trainings computing at once", 1, registry.max_slots, registry.scheduler.slots, key="room_set_slots")
+        a.number_input("Trainings computing at once", 1, rules.max_slots, rules.slots, key="room_set_slots")
         for column, name in zip((b, a, b, a, b), ROOM_FIELDS, strict=True):
-            most = getattr(server, name) or None
-            column.number_input(ROOM_FIELDS[name], 1 if most else 0, most, getattr(current, name), key=f"room_set_{name}")
+            column.number_input(ROOM_FIELDS[name], 1, getattr(server, name), getattr(current, name), key=f"room_set_{name}",
+                                placeholder="no limit")  # fmt: skip
         st.form_submit_button("Apply to new runs", on_click=_apply_room, icon=":material/tune:")
     message = st.session_state.pop(LIMITS_MESSAGE, None)
     if message:
         (st.error if message[0] == "error" else st.success)(message[1])
+
+
+def _limit(value) -> int | None:
+    return None if value is None else int(value)
 
 
 def _clear_leaderboard() -> None:

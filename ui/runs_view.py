@@ -6,29 +6,28 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from dcnn_core import plots, runs
-from dcnn_core.training import ACTIVE_STATES, TrainingJob
+from dcnn_core.results import plots
+from dcnn_core.training import runs
+from dcnn_core.training.engine import RunInfo
 from ui import resources, state
 from ui.frame import format_seconds
 from ui.text import plain, plain_text
 
 
-def run_label(job: TrainingJob, number: int) -> str:
-    return f"{number} · {job.spec.name} · {job.dataset.title}"
+def run_label(run: RunInfo, number: int) -> str:
+    return f"{number} · {run.name} · {run.dataset_title}"
 
 
-def run_rows(jobs: list[TrainingJob]) -> dict[str, list]:
+def run_rows(found: list[RunInfo]) -> dict[str, list]:
     """One row per run: what was trained, on what, how, and how well."""
     columns = ["Run", "Model", "Data", "Status", "Epochs", "Best val. accuracy", "Test accuracy", "Parameters",
                "Optimizer", "Learning rate", "Batch", "Augmented", "Strategy", "Time (s)"]  # fmt: skip
     rows: dict[str, list] = {name: [] for name in columns}
-    for number, job in enumerate(jobs, start=1):
-        progress = job.snapshot()
-        config = job.config
-        parameters = job.model.count_params() if job.model is not None else None
-        values = [number, job.spec.name, job.dataset.title, progress.status, progress.epoch, progress.best_val_accuracy,
-                  progress.test_accuracy, parameters, config.optimizer, config.learning_rate, config.batch_size,
-                  config.augmentation.active, job.strategy, round(progress.elapsed_s, 1)]  # fmt: skip
+    for number, run in enumerate(found, start=1):
+        config = run.config
+        values = [number, run.name, run.dataset_title, run.status, run.epoch, run.best_val_accuracy,
+                  run.test_accuracy, run.parameters, config.optimizer, config.learning_rate, config.batch_size,
+                  config.augmentation.active, run.strategy, round(run.elapsed_s, 1)]  # fmt: skip
         for name, value in zip(columns, values, strict=True):
             rows[name].append(value)
     return rows
@@ -38,13 +37,13 @@ def _select(job_id: str) -> None:
     state.select_job(job_id)
 
 
-def draw_runs(jobs: list[TrainingJob]) -> None:
+def draw_runs(found: list[RunInfo]) -> None:
     st.subheader("Your runs")
     st.caption("Saved on the server: a reload or a new tab with this page's address finds them again. Click a column to sort.")
     fraction = st.column_config.NumberColumn(format="%.3f")
     columns = {"Best val. accuracy": fraction, "Test accuracy": fraction, "Learning rate": st.column_config.NumberColumn(format="%g")}
-    st.dataframe(run_rows(jobs), hide_index=True, key="train_runs", column_config=columns)
-    labels = {job.job_id: run_label(job, number) for number, job in enumerate(jobs, start=1)}
+    st.dataframe(run_rows(found), hide_index=True, key="train_runs", column_config=columns)
+    labels = {run.run_id: run_label(run, number) for number, run in enumerate(found, start=1)}
     show, delete = st.columns([3, 1], vertical_alignment="bottom")
     chosen = show.selectbox("Run", list(labels), format_func=labels.get, key="train_run_pick",
                             index=len(labels) - 1)  # fmt: skip
@@ -52,22 +51,22 @@ def draw_runs(jobs: list[TrainingJob]) -> None:
     with st.expander("Share this run, read-only"):
         st.caption("Anyone with this link sees its curves and summary, nothing else: they cannot stop, continue or delete it.")
         st.code(share_link(chosen), language=None)
-    job = resources.job_registry().get(chosen)
-    if delete.button("Delete this run", key="train_delete_run", icon=":material/delete:", disabled=job is None or not job.ended):
-        if job is not None and resources.delete_run(job):
+    picked = next((run for run in found if run.run_id == chosen), None)
+    if delete.button("Delete this run", key="train_delete_run", icon=":material/delete:", disabled=picked is None or not picked.ended):
+        if picked is not None and resources.delete_run(picked.run_id):
             st.toast(f"Deleted run '{plain(labels[chosen])}'.")
             st.rerun()
-    trained = [job.job_id for job in jobs if job.snapshot().epoch > 0]
+    trained = [run.run_id for run in found if run.epoch > 0]
     compare = st.multiselect("Compare runs", trained, default=trained[-2:], format_func=labels.get, key="train_compare",
                              help="Runs with at least one finished epoch.")  # fmt: skip
-    histories = {plain_text(labels[job.job_id]): job.snapshot().history for job in jobs if job.job_id in compare}
+    histories = {plain_text(labels[run.run_id]): run.history for run in found if run.run_id in compare}
     if histories:
         left, right = st.columns(2)
         left.markdown("Validation accuracy")
         left.plotly_chart(plots.compare_runs(histories, "val_accuracy"), key="train_compare_accuracy")
         right.markdown("Validation loss")
         right.plotly_chart(plots.compare_runs(histories, "val_loss"), key="train_compare_loss")
-    st.caption(f"Total training time of these runs: {format_seconds(sum(job.snapshot().elapsed_s for job in jobs))}.")
+    st.caption(f"Total training time of these runs: {format_seconds(sum(run.elapsed_s for run in found))}.")
 
 
 def share_link(run_id: str) -> str:
@@ -94,11 +93,10 @@ def find_shared_run(run_id: str) -> SharedRun | None:
     """The run with this id, from memory (possibly still training) or from disk; None if there is none."""
     if not runs.is_run_id(run_id):
         return None
-    job = resources.job_registry().get(run_id)
-    if job is not None:
-        progress = job.snapshot()
-        return SharedRun(job.spec.name, job.dataset.title, progress.status, progress.message, progress.history,
-                         progress.test_accuracy, progress.elapsed_s, progress.status in ACTIVE_STATES)  # fmt: skip
+    run = resources.engine().run(run_id)
+    if run is not None:
+        return SharedRun(run.name, run.dataset_title, run.status, run.message, run.history, run.test_accuracy, run.elapsed_s,
+                         run.active)  # fmt: skip
     store = resources.run_store()
     try:
         record = store.load(store.root / run_id)

@@ -7,10 +7,10 @@ import uuid
 
 import streamlit as st
 
-from dcnn_core import runs
-from dcnn_core import spec as model_spec
-from dcnn_core.datasets import DatasetChoice
-from dcnn_core.training import TrainConfig
+from dcnn_core.data.datasets import DatasetChoice
+from dcnn_core.design import spec as model_spec
+from dcnn_core.training import runs
+from dcnn_core.training.job import TrainConfig
 
 OWNER = "owner_id"  # a random id per browser session: whose jobs are whose
 DATASET_CHOICE = "dataset_choice"  # {"key": registry key, "options": loader options}

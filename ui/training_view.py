@@ -6,10 +6,12 @@ import dataclasses
 
 import streamlit as st
 
-from dcnn_core import plots, recipes
-from dcnn_core.jobs import Refused
-from dcnn_core.training import ACTIVE_STATES, DIVERGED, FAILED, FINISHED, STOPPED, Progress, TrainingJob
-from dcnn_core.training_config import OPTIMIZERS, SCHEDULES, Augmentation, TrainConfig, schedule_preview
+from dcnn_core.design import recipes
+from dcnn_core.results import plots
+from dcnn_core.room.rules import Refused
+from dcnn_core.training.config import OPTIMIZERS, SCHEDULES, Augmentation, TrainConfig, schedule_preview
+from dcnn_core.training.engine import RunInfo
+from dcnn_core.training.progress import Progress, Status
 from ui import resources, state
 from ui.frame import format_seconds
 from ui.text import plain
@@ -131,7 +133,7 @@ def _augmentation_preview(dataset, config: TrainConfig) -> None:
         st.caption("Switch on an augmentation to preview it.")
         return
     if st.button("Preview augmented samples", key="train_aug_preview", icon=":material/visibility:"):
-        from dcnn_core.pipeline import augment_preview
+        from dcnn_core.training.pipeline import augment_preview
 
         originals = dataset.x_train[:4]
         augmented = augment_preview(originals, config.augmentation, copies=5, seed=config.seed)
@@ -145,17 +147,17 @@ def start_job(config: TrainConfig) -> None:
 
     import_keras()  # on the script thread first: two threads importing at once can break imports
     try:
-        resources.start_job(state.model_spec_state(), resources.current_dataset(), config)
+        resources.start_run(state.model_spec_state(), resources.current_dataset(), config)
     except Refused as error:
         st.session_state[REFUSED] = str(error)
 
 
-def continue_job(job: TrainingJob, extra_epochs: int) -> None:
+def continue_run(run_id: str, extra_epochs: int) -> None:
     from dcnn_core.runtime import import_keras
 
     import_keras()
     try:
-        resources.job_registry().continue_for_owner(job, extra_epochs)
+        resources.continue_run(run_id, extra_epochs)
     except ValueError as error:  # Refused included: another training of this user, or the room is full
         st.session_state["train_continue_error"] = str(error)
         return
@@ -175,13 +177,13 @@ def progress_text(progress: Progress, refresh_s: float = 0.0) -> str:
 
 
 def show_outcome(progress: Progress) -> None:
-    if progress.status == FINISHED:
+    if progress.status == Status.FINISHED:
         st.success(progress.message, icon=":material/check_circle:")
-    elif progress.status == STOPPED:
+    elif progress.status == Status.STOPPED:
         st.info(progress.message, icon=":material/stop_circle:")
-    elif progress.status == DIVERGED:
+    elif progress.status == Status.DIVERGED:
         st.error(progress.message, icon=":material/error:")
-    elif progress.status == FAILED:
+    elif progress.status == Status.FAILED:
         st.error(f"Training failed: {progress.message}", icon=":material/block:")
         if progress.details:
             with st.expander("Details"):
@@ -191,30 +193,33 @@ def show_outcome(progress: Progress) -> None:
                    f"{format_seconds(progress.elapsed_s)} of training")  # fmt: skip
 
 
-def _continue_controls(job: TrainingJob, progress: Progress) -> None:
-    if progress.status not in (FINISHED, STOPPED) or job.model is None:
+def _continue_controls(run: RunInfo) -> None:
+    if not run.can_continue:
         return
     left, right = st.columns([1, 2], vertical_alignment="bottom")
     extra = left.number_input("More epochs", 1, 100, 5, key="train_continue_epochs")
-    right.button("Continue training", key="train_continue", on_click=continue_job, args=(job, int(extra)), icon=":material/fast_forward:")
+    right.button("Continue training", key="train_continue", on_click=continue_run, args=(run.run_id, int(extra)),
+                 icon=":material/fast_forward:")  # fmt: skip
     error = st.session_state.pop("train_continue_error", None)
     if error:
         st.error(error, icon=":material/block:")
 
 
-def draw_job(job: TrainingJob, was_active: bool) -> None:
-    """Status, progress, Stop and the live curves of one job (run inside a fragment)."""
-    job.touch()
-    progress = job.snapshot()
+def draw_run(run: RunInfo, was_active: bool) -> None:
+    """Status, progress, Stop and the live curves of one run (drawn inside a fragment)."""
+    progress = resources.progress(run.run_id)
+    if progress is None:  # deleted meanwhile
+        return
     if was_active and not progress.active:
-        st.rerun()  # the job just ended: redraw the whole page (buttons, runs table, sidebar)
-    st.markdown(f"**{plain(job.spec.name)}** on **{plain(job.dataset.title)}**")
+        st.rerun()  # the run just ended: redraw the whole page (buttons, runs table, sidebar)
+    st.markdown(f"**{plain(run.name)}** on **{plain(run.dataset_title)}**")
     with st.container(key="train_status"):
         if progress.active:
             left, right = st.columns([5, 1], vertical_alignment="center")
             left.progress(progress.fraction_done, text=progress_text(progress, resources.live_refresh_s()))
-            right.button("Stop", key="train_stop", on_click=job.request_stop, type="primary", use_container_width=True)
-            others = resources.job_registry().running_count() - 1
+            right.button("Stop", key="train_stop", on_click=resources.stop_run, args=(run.run_id,), type="primary",
+                         use_container_width=True)  # fmt: skip
+            others = resources.engine().room().running - 1
             sharing = (
                 f" · taking turns with {others} other training{'s' if others > 1 else ''}"
                 if others > 0 and progress.status == "running"
@@ -223,15 +228,12 @@ def draw_job(job: TrainingJob, was_active: bool) -> None:
             st.caption(progress.message + sharing)
         else:
             show_outcome(progress)
-            _continue_controls(job, progress)
+            if progress.status in (Status.FINISHED, Status.STOPPED):
+                _continue_controls(resources.engine().run(run.run_id) or run)
     if progress.history["loss"] or progress.batch_loss:
         curves = lambda: plots.training_curves(progress.history, progress.batch_steps, progress.batch_loss, progress.batch_accuracy,
                                                progress.fine_tune_from)  # fmt: skip
-        st.plotly_chart(resources.live_figure(job.job_id, "curves", progress.version, curves), key="train_curves")
+        st.plotly_chart(resources.live_figure(run.run_id, "curves", progress.version, curves), key="train_curves")
     if progress.history["learning_rate"]:
         speed = lambda: plots.rate_and_speed(progress.history)
-        st.plotly_chart(resources.live_figure(job.job_id, "speed", len(progress.history["learning_rate"]), speed), key="train_rate_speed")
-
-
-def any_active(jobs: list[TrainingJob]) -> bool:
-    return any(job.status in ACTIVE_STATES for job in jobs)
+        st.plotly_chart(resources.live_figure(run.run_id, "speed", len(progress.history["learning_rate"]), speed), key="train_rate_speed")

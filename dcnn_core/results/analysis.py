@@ -14,8 +14,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from dcnn_core import evaluation
-from dcnn_core.datasets import Dataset
+from dcnn_core.data.datasets import Dataset
+from dcnn_core.results import evaluation
 
 
 class TrainedModel(Protocol):

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from dcnn_core import datasets, images, safe_zip
+from dcnn_core.data import datasets, images, safe_zip
 from dcnn_core.settings import load_settings
 
 __all__ = ["ImportOptions", "ImportRefused", "ImportReport", "build_from_uploads", "import_folder", "import_zip", "set_name"]

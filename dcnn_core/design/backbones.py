@@ -25,9 +25,9 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
+from dcnn_core.design.spec import Backbone, Head, ModelSpec
 from dcnn_core.runtime import import_keras
-from dcnn_core.spec import Backbone, Head, ModelSpec
-from dcnn_core.training_config import TrainConfig
+from dcnn_core.training.config import TrainConfig
 
 WEIGHTS_DIR_VARIABLE = "DCNN_WEIGHTS_DIR"
 INPUT_SIZE_CHOICES = (96, 128)  # cheap on a CPU; each backbone's default size is offered too

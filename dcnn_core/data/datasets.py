@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dcnn_core import shapes
+from dcnn_core.data import shapes
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -164,7 +164,7 @@ def load_shapes(count_per_class: int = 600, image_size: int = 28, colour: bool =
     variant = ["colour" if colour else "grayscale", *(["cluttered"] if clutter else [])]
     return _make(
         "-".join(["shapes", *variant]), f"Shapes ({', '.join(variant)}, generated)",
-        f"Generated offline by dcnn_core.shapes (seed {seed}, {count_per_class} per class)",
+        f"Generated offline by dcnn_core.data.shapes (seed {seed}, {count_per_class} per class)",
         images[train], labels[train], images[test], labels[test], shapes.SHAPE_NAMES,
         light_on_dark=not colour,
     )  # fmt: skip

@@ -8,7 +8,7 @@ import weakref
 import numpy as np
 
 from dcnn_core.runtime import import_keras
-from dcnn_core.training_config import Augmentation, TrainConfig
+from dcnn_core.training.config import Augmentation, TrainConfig
 
 
 def augmentation_layers(augmentation: Augmentation, seed: int):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from dcnn_core import typed_dict
+from dcnn_core.design import typed_dict
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")  # see _OPTIMIZER_CLASSES
 SCHEDULES = ("constant", "step", "cosine", "plateau")

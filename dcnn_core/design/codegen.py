@@ -2,7 +2,7 @@
 
 The network is written from the same layer list (``plan.expand``) that the app builds its models
 from; the training code mirrors the app's: the seeded validation split
-(``training.split_train_validation``), the shuffled, augmented tf.data pipeline
+(``lifecycle.split_train_validation``), the shuffled, augmented tf.data pipeline
 (``pipeline.training_dataset``), the optimizer (``training_config.build_optimizer``), the schedule
 (``training_config.scheduled_rate``), class weights (``pipeline.balanced_class_weights``) and early
 stopping that restores the weights of the epoch with the best validation loss. A pretrained
@@ -13,9 +13,10 @@ the head first, then the top N backbone layers fine-tuned at the lower rate.
 
 from __future__ import annotations
 
-from dcnn_core import backbones, naming, plan
-from dcnn_core.spec import Backbone, ModelSpec
-from dcnn_core.training_config import TrainConfig, optimizer_arguments
+from dcnn_core import naming
+from dcnn_core.design import backbones, plan
+from dcnn_core.design.spec import Backbone, ModelSpec
+from dcnn_core.training.config import TrainConfig, optimizer_arguments
 
 _KERAS_LOADERS = {"fashion_mnist": "fashion_mnist", "mnist": "mnist", "cifar10": "cifar10"}
 

@@ -1,4 +1,4 @@
-"""The room's leaderboard: published runs in one SQLite file (``dcnn_core.leaderboard_db``).
+"""The room's leaderboard: published runs in one SQLite file (``dcnn_core.room.leaderboard_db``).
 
 Any thread may call any method (each opens its own connection); the limits are checked inside the
 writing transaction, so twenty sessions publishing at once never exceed them. No model weights are
@@ -15,9 +15,9 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from dcnn_core.leaderboard_db import BUSY_TIMEOUT_MS, MIGRATIONS, SCHEMA_VERSION, Database  # noqa: F401 -- part of this module's API
-from dcnn_core.spec import ModelSpec
-from dcnn_core.training_config import TrainConfig
+from dcnn_core.design.spec import ModelSpec
+from dcnn_core.room.leaderboard_db import BUSY_TIMEOUT_MS, MIGRATIONS, SCHEMA_VERSION, Database  # noqa: F401 -- part of this module's API
+from dcnn_core.training.config import TrainConfig
 
 FILE_NAME = "leaderboard.sqlite3"
 MAX_NAME_LENGTH = 40  # characters in a display name

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dcnn_core import keras_check, safe_zip
-from dcnn_core.datasets import Dataset
+from dcnn_core.data import safe_zip
+from dcnn_core.data.datasets import Dataset
+from dcnn_core.results import keras_check
 from dcnn_core.runtime import import_keras
 
 MAX_IMPORT_BYTES = 50 * 1024 * 1024

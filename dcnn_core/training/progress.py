@@ -98,6 +98,40 @@ class ProgressLog:
     _session_start_step: int = 0  # global batch index where this training session began
     _session_started_at: float | None = None
     _computing_s: float = 0.0  # seconds this session actually computed (waiting for a turn excluded)
+    _generation: int = 0  # grows when the batch points are thinned: a mirror's cursor into them is then stale
+
+    # --- mirroring: another process keeps a copy of this log up to date from deltas ---------------
+
+    def delta(self, cursor: tuple | None) -> tuple[tuple, dict]:
+        """(new cursor, what changed since ``cursor``): plain numbers and lists, the whole log when the cursor is stale."""
+        generation, points, epochs = cursor or (-1, 0, 0)
+        whole = generation != self._generation
+        start, first_epoch = (0, 0) if whole else (points, epochs)
+        change = {
+            "whole": whole, "epoch": self.epoch, "target_epochs": self.target_epochs, "batch": self.batch,
+            "batches_per_epoch": self.batches_per_epoch, "best_epoch": self.best_epoch, "fine_tune_from": self.fine_tune_from,
+            "version": self.version, "computing_s": self._computing_s, "session_start_step": self._session_start_step,
+            "history": {key: values[first_epoch:] for key, values in self.history.items()},
+            "batch_steps": self.batch_steps[start:], "batch_loss": self.batch_loss[start:],
+            "batch_accuracy": self.batch_accuracy[start:],
+        }  # fmt: skip
+        return (self._generation, len(self.batch_steps), len(self.history["loss"])), change
+
+    def apply(self, change: dict) -> None:
+        """Bring this mirror up to date with a ``delta`` of the original."""
+        if change["whole"]:
+            self.history = {key: [] for key in HISTORY_KEYS}
+            self.batch_steps, self.batch_loss, self.batch_accuracy = [], [], []
+        for key, values in change["history"].items():
+            self.history.setdefault(key, []).extend(values)
+        self.batch_steps.extend(change["batch_steps"])
+        self.batch_loss.extend(change["batch_loss"])
+        self.batch_accuracy.extend(change["batch_accuracy"])
+        self.epoch, self.target_epochs, self.batch = change["epoch"], change["target_epochs"], change["batch"]
+        self.batches_per_epoch, self.best_epoch = change["batches_per_epoch"], change["best_epoch"]
+        self.fine_tune_from, self._computing_s = change["fine_tune_from"], change["computing_s"]
+        self._session_start_step = change["session_start_step"]
+        self.version = max(self.version + 1, change["version"])
 
     def begin_session(self, batches_per_epoch: int, now: float | None = None) -> None:
         """A training session (the first, or a continuation) starts at the current epoch."""
@@ -109,6 +143,11 @@ class ProgressLog:
 
     def add_compute_time(self, seconds: float) -> None:
         self._computing_s += seconds
+
+    @property
+    def computing_s(self) -> float:
+        """Seconds this training session computed (waiting for a turn excluded)."""
+        return self._computing_s
 
     def record_batch(self, batch: int, loss: float, accuracy: float) -> None:
         """``batch``: 0-based index of the last batch done in this epoch (Keras reports chunks by their last batch)."""
@@ -122,6 +161,7 @@ class ProgressLog:
                 self.batch_steps, self.batch_loss = self.batch_steps[::2], self.batch_loss[::2]
                 self.batch_accuracy = self.batch_accuracy[::2]
                 self._thin *= 2
+                self._generation += 1
         self.version += 1
 
     def record_epoch(self, epoch: int, logs: dict) -> bool:

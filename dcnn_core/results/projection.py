@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dcnn_core.explain import cached_submodel
+from dcnn_core.results.explain import cached_submodel
 
 PCA, TSNE = "PCA", "t-SNE"
 TSNE_LIMIT = 1500  # t-SNE is O(n log n) at best and slow on a shared CPU: at most this many points

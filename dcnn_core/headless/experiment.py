@@ -1,6 +1,6 @@
 """An experiment file: data set, network, training settings and where to train, as one JSON document.
 
-The app exports it; ``python -m dcnn_core.train experiment.json`` trains it headless, on a GPU box or
+The app exports it; ``python -m dcnn_core.headless.train experiment.json`` trains it headless, on a GPU box or
 across workers. Reading one checks every field and names the first bad one, e.g.
 ``config.batch_size: The batch size must be from 1 to 4096.``
 """
@@ -12,11 +12,12 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dcnn_core import datasets, typed_dict
-from dcnn_core.datasets import DatasetChoice
-from dcnn_core.distribute import STRATEGIES
-from dcnn_core.spec import ModelSpec, parse_json
-from dcnn_core.training_config import TrainConfig
+from dcnn_core.data import datasets
+from dcnn_core.data.datasets import DatasetChoice
+from dcnn_core.design import typed_dict
+from dcnn_core.design.spec import ModelSpec, parse_json
+from dcnn_core.headless.distribute import STRATEGIES
+from dcnn_core.training.config import TrainConfig
 
 FORMAT = "dcnn-studio-experiment"
 VERSION = 1

@@ -5,10 +5,10 @@ Layout of ``<root>/<run id>/``:
     model.keras   the final model;  best.keras  the weights of the best validation epoch, if any
     data.npz      a user's own images (uint8, compressed), when the run was trained on them and they fit the cap
 
-A run folder is only ever replaced whole (``dcnn_core.atomic_dir``): written to a staging folder, the old
+A run folder is only ever replaced whole (``dcnn_core.training.atomic_dir``): written to a staging folder, the old
 one renamed aside, the new one renamed in, then the old one deleted. Folders left by a crash between those
 steps (``.stage-<id>-*``, ``.old-<id>-*``) are recovered or swept when the runs are next read (``load_all``).
-A user's own images are kept by ``dcnn_core.run_images``.
+A user's own images are kept by ``dcnn_core.training.run_images``.
 """
 
 from __future__ import annotations
@@ -23,15 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from dcnn_core import atomic_dir, datasets, run_images
-from dcnn_core.run_images import DATA_FILE, MAX_SAVED_DATA_BYTES, MB  # noqa: F401 -- part of this module's API
-from dcnn_core.spec import ModelSpec
-from dcnn_core.training import ENDED_STATES, Progress, RunDescription, TrainingJob
-from dcnn_core.training_config import TrainConfig
+from dcnn_core.data import datasets
+from dcnn_core.design.spec import ModelSpec
+from dcnn_core.training import atomic_dir, run_images
+from dcnn_core.training.config import TrainConfig
+from dcnn_core.training.job import ENDED_STATES, Progress, RunDescription, TrainingJob
+from dcnn_core.training.run_images import DATA_FILE, MAX_SAVED_DATA_BYTES, MB  # noqa: F401 -- part of this module's API
 
 FORMAT = "dcnn-studio-run"
 RUN_FILE = "run.json"
-_RUN_ID = re.compile(r"[0-9a-f]{12}")  # secrets.token_hex(6), as dcnn_core.training makes them
+_RUN_ID = re.compile(r"[0-9a-f]{12}")  # secrets.token_hex(6), as dcnn_core.training.job makes them
 
 
 def is_run_id(text: object) -> bool:

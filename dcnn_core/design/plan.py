@@ -2,7 +2,7 @@
 
 ``expand`` gives a flat list of ``LayerNode`` — each a Keras class name, its
 config and its inputs — so the analysis here, the Keras model in
-``dcnn_core.build`` and the generated script in ``dcnn_core.codegen`` all
+``dcnn_core.design.build`` and the generated script in ``dcnn_core.design.codegen`` all
 describe the same network. The analysis is plain arithmetic, so the Model page
 can show shapes and counts on every slider move without importing TensorFlow.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
-from dcnn_core.spec import Backbone, ConvBlock, ModelSpec
+from dcnn_core.design.spec import Backbone, ConvBlock, ModelSpec
 
 BYTES_PER_FLOAT = 4
 
@@ -129,7 +129,7 @@ def _block(b: _Builder, number: int, x: str, block: ConvBlock) -> str:
 
 
 def _backbone(b: _Builder, x: str, backbone: Backbone, channels: int) -> str:
-    """Resize, grey to RGB, then the backbone as one node (``dcnn_core.backbones.attach`` builds it)."""
+    """Resize, grey to RGB, then the backbone as one node (``dcnn_core.design.backbones.attach`` builds it)."""
     if channels not in (1, 3):
         raise DesignError(f"A pretrained backbone takes grey or RGB images; these have {channels} channels.")
     x = b.add("resize", "Resizing", x, "Input", height=backbone.input_size, width=backbone.input_size)
@@ -184,7 +184,7 @@ def _analyse_node(node: LayerNode, shapes: list[tuple[int, ...]]) -> tuple[tuple
     if kind == "Concatenate":
         return (*shape[:-1], sum(s[-1] for s in shapes)), 0, 0
     if kind == "Backbone":
-        from dcnn_core import backbones
+        from dcnn_core.design import backbones
 
         try:
             cost = backbones.cost(config["backbone"]["name"], config["backbone"]["input_size"])
@@ -277,7 +277,7 @@ def analyse(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int
 
 def _add_backbone_costs(result: Analysis, backbone: Backbone) -> None:
     """Frozen and fine-tuned parameters, and the backbone's inner activations (its row shows only its output)."""
-    from dcnn_core import backbones
+    from dcnn_core.design import backbones
 
     cost = backbones.cost(backbone.name, backbone.input_size)
     result.frozen_parameters = cost.parameters

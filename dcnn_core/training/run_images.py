@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dcnn_core import datasets
+from dcnn_core.data import datasets
 
 DATA_FILE = "data.npz"
 MB = 1024 * 1024

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dcnn_core import backbones, plan
+from dcnn_core.design import backbones, plan
+from dcnn_core.design.spec import ModelSpec
 from dcnn_core.runtime import import_keras
-from dcnn_core.spec import ModelSpec
 
 
 def build_model(

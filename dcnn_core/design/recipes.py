@@ -2,7 +2,7 @@
 
 A preset is half a lesson: the same network trained with the wrong settings teaches the wrong thing
 (LeNet-5 under Adam at 1e-3 for 10 epochs looks worse than a dense net on Shapes). Each preset in
-``dcnn_core.spec.PRESETS`` carries a ``Recipe``: a ``TrainConfig`` measured on this project's offline
+``dcnn_core.design.spec.PRESETS`` carries a ``Recipe``: a ``TrainConfig`` measured on this project's offline
 sets (see BENCHMARKS.md §6, ``python bench/accuracy_table.py --recipes``) and one line on why.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from dcnn_core import plan
-from dcnn_core.spec import ModelSpec
-from dcnn_core.training_config import Augmentation, TrainConfig
+from dcnn_core.design import plan
+from dcnn_core.design.spec import ModelSpec
+from dcnn_core.training.config import Augmentation, TrainConfig
 
 EDITED_SUFFIX = " (edited)"  # what the Model page appends to a preset's name once a slider moves
 
@@ -21,7 +21,7 @@ EDITED_SUFFIX = " (edited)"  # what the Model page appends to a preset's name on
 class Recipe:
     """The training settings a preset was designed with, and why."""
 
-    preset: str  # a key of dcnn_core.spec.PRESETS
+    preset: str  # a key of dcnn_core.design.spec.PRESETS
     config: TrainConfig
     why: str  # one line a learner can read next to the button
 

@@ -1,9 +1,9 @@
 """Train an exported experiment headless, on this machine's GPUs or across workers.
 
-    python -m dcnn_core.train experiment.json --out runs/ [--strategy auto|default|mirrored|multi_worker]
+    python -m dcnn_core.headless.train experiment.json --out runs/ [--strategy auto|default|mirrored|multi_worker]
                               [--epochs N] [--mixed-precision] [--owner TOKEN]
 
-The run folder has the same format as runs trained in the app (``dcnn_core.runs.RunStore``). The
+The run folder has the same format as runs trained in the app (``dcnn_core.training.runs.RunStore``). The
 batch size in the experiment is the GLOBAL batch, split across replicas. In a multi-worker cluster
 (``TF_CONFIG``) every worker runs this same command; only the chief (task 0) writes the run folder.
 Exit codes: 0 finished, 1 training failed, diverged or was stopped, 2 the experiment, its data set or
@@ -26,9 +26,13 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from dcnn_core import datasets, distribute, plan, runs, training
-from dcnn_core.experiment import Experiment
-from dcnn_core.training_config import TrainConfig
+from dcnn_core.data import datasets
+from dcnn_core.design import plan
+from dcnn_core.headless import distribute
+from dcnn_core.headless.experiment import Experiment
+from dcnn_core.training import job as training
+from dcnn_core.training import runs
+from dcnn_core.training.config import TrainConfig
 
 OWNER_TOKEN = re.compile(r"^[0-9a-f]{32}$")
 WEIGHTS_DUMP_ENV = "DCNN_WEIGHTS_DUMP"  # test hook: write the final weights to this .npz path
@@ -41,7 +45,7 @@ class _Refused(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dcnn_core.train",
+        prog="python -m dcnn_core.headless.train",
         description="Train a DCNN Studio experiment headless. The batch size is the global batch, split across replicas.",
     )
     parser.add_argument("experiment", type=Path, help="experiment JSON exported from the app's Train page")

@@ -1,58 +1,29 @@
-"""Every training run of this process: who owns it, whose turn it is, and the room's limits.
+"""Every training run of this process and whose turn it is: the in-process engine's insides.
 
-One ``JobRegistry`` per server process. It starts a worker thread per run; the runs take fair
-turns at the processor (``dcnn_core.scheduler``), so every attendee's curve moves while others
-train. Its checks are atomic: one active training per owner, however many tabs press Start.
+One ``JobRegistry`` per engine. It starts a worker thread per run; the runs take fair turns at the
+processor (``dcnn_core.training.scheduler``), so every attendee's curve moves while others train.
+The rules (who may start what) are ``dcnn_core.room.rules``'s; ``dcnn_core.training.local`` asks them.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 
-from dcnn_core.progress import ACTIVE_STATES, Status
-from dcnn_core.scheduler import FairScheduler
-from dcnn_core.training import TrainingJob
-
-
-class Refused(ValueError):
-    """A start or continue the registry will not take; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class RoomLimits:
-    """Bounds that keep one shared server usable for a whole room (0: no bound)."""
-
-    max_queue: int = 60  # active trainings (computing or waiting) in the whole server
-    max_runs_per_owner: int = 20  # runs one user keeps; delete one to start another
-    images_per_epoch: int = 0  # shared server: training images per epoch of a run
-    max_epochs: int = 0  # shared server: epochs per run
-    max_train_minutes: int = 0  # shared server: training time per run
-
-    def within(self, server: RoomLimits) -> None:
-        """Refuse (``Refused``) any bound looser than the server's own."""
-        for name in ("max_queue", "max_runs_per_owner", "images_per_epoch", "max_epochs", "max_train_minutes"):
-            value, most = getattr(self, name), getattr(server, name)
-            if value < 0 or (most and not 1 <= value <= most):
-                bound = f"from 1 to {most}" if most else "0 (no bound) or more"
-                raise Refused(f"{name.replace('_', ' ').capitalize()} must be {bound} on this server (got {value}).")
+from dcnn_core.training.job import TrainingJob
+from dcnn_core.training.progress import ACTIVE_STATES, Status
+from dcnn_core.training.scheduler import FairScheduler
 
 
 class JobRegistry:
     """All training jobs of this process, with fair turns for the active ones."""
 
-    def __init__(self, max_concurrent: int = 2, idle_stop_s: float | None = None, *, slice_s: float = 1.0,
-                 limits: RoomLimits | None = None):  # fmt: skip
-        self.max_concurrent = max_concurrent
+    def __init__(self, max_concurrent: int = 2, idle_stop_s: float | None = None, *, slice_s: float = 1.0):
         self.idle_stop_s = idle_stop_s
-        self.limits = self.server_limits = limits or RoomLimits()  # the room's limits now, and the server's maxima
-        self.max_slots = max_concurrent
         self.scheduler = FairScheduler(slots=max_concurrent, slice_s=slice_s)
         self.on_evict = None  # called with each ended job dropped from memory by ``evict_idle``
         self._lock = threading.RLock()
         self._jobs: dict[str, TrainingJob] = {}
-        self._visitors: dict[str, float] = {}  # owner → when their pages last asked for their runs
         if idle_stop_s:
             threading.Thread(target=IdleReaper(self).reap_forever, name="idle-job-reaper", daemon=True).start()
 
@@ -64,42 +35,15 @@ class JobRegistry:
         threading.Thread(target=job.run, args=(self.scheduler,), name=f"train-{job.job_id}", daemon=True).start()
         return job
 
-    def start_for_owner(self, job: TrainingJob) -> TrainingJob:
-        """Submit a new run unless its owner already trains one or a room limit is reached (``Refused``)."""
-        with self._lock:
-            self._check_can_train(job.owner)
-            kept = len(self.jobs(owner=job.owner))
-            if self.limits.max_runs_per_owner and kept >= self.limits.max_runs_per_owner:
-                raise Refused(f"You have {kept} runs, the most this server keeps per person: delete one in Your runs to start another.")
-            return self.submit(job)
-
-    def continue_for_owner(self, job: TrainingJob, extra_epochs: int) -> TrainingJob:
-        """Continue an ended run for ``extra_epochs`` more, with the same checks as a start, all under one lock."""
-        with self._lock:
-            self._check_can_train(job.owner)
-            job.prepare_continue(extra_epochs)
-            return self.submit(job)
-
-    def set_room(self, limits: RoomLimits, slots: int) -> None:
-        """The instructor's limits for this session, within the server's (``Refused`` otherwise); new runs follow them."""
-        limits.within(self.server_limits)
-        if not 1 <= slots <= self.max_slots:
-            raise Refused(f"Trainings computing at once must be from 1 to {self.max_slots} on this server (got {slots}).")
-        with self._lock:
-            self.limits = limits
-            self.scheduler.set_slots(slots)
-
-    def _check_can_train(self, owner: str) -> None:
-        if any(job.status in ACTIVE_STATES for job in self.jobs(owner=owner)):
-            raise Refused("You already have a training running (perhaps in another tab): stop it first, or wait for it to end.")
-        active = sum(1 for job in self.jobs() if job.status in ACTIVE_STATES)
-        if self.limits.max_queue and active >= self.limits.max_queue:
-            raise Refused(f"The server is training {active} models, its limit: try again in a minute.")
-
     def add_ended(self, job: TrainingJob) -> None:
         """Register a run restored from disk (it does not train)."""
         with self._lock:
             self._jobs[job.job_id] = job
+
+    def discard(self, job_id: str) -> None:
+        """Forget a job whatever its state (an engine replacing its own record of a run)."""
+        with self._lock:
+            self._jobs.pop(job_id, None)
 
     def get(self, job_id: str) -> TrainingJob | None:
         with self._lock:
@@ -114,17 +58,6 @@ class JobRegistry:
     def has_active(self, owner: str) -> bool:
         """Whether ``owner`` has a training computing or waiting (one at a time per user)."""
         return any(job.status in ACTIVE_STATES for job in self.jobs(owner=owner))
-
-    def note_visitor(self, owner: str, now: float | None = None) -> None:
-        with self._lock:
-            self._visitors[owner] = time.time() if now is None else now
-
-    def recent_owners(self, window_s: float, now: float | None = None) -> list[str]:
-        """People whose pages were open in the last ``window_s`` seconds (older visits are forgotten)."""
-        now = time.time() if now is None else now
-        with self._lock:
-            self._visitors = {owner: seen for owner, seen in self._visitors.items() if now - seen <= window_s}
-            return list(self._visitors)
 
     def queue_position(self, job: TrainingJob) -> int | None:
         """1 for the next job to have its first turn, or None when ``job`` is not waiting for one."""

@@ -1,6 +1,6 @@
 """A network as data: typed, JSON-serialisable specs and the presets.
 
-A ``ModelSpec`` is what the sliders edit. ``dcnn_core.plan.expand`` turns
+A ``ModelSpec`` is what the sliders edit. ``dcnn_core.design.plan.expand`` turns
 it into a flat list of Keras layer descriptions, from which the analysis, the
 Keras model and the generated code are all made — one source of truth.
 """
@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from dcnn_core import typed_dict
+from dcnn_core.design import typed_dict
 
 BLOCK_KINDS = ("plain", "residual", "separable")
 PADDINGS = ("same", "valid")
 ACTIVATIONS = ("relu", "gelu", "swish", "elu", "tanh", "sigmoid")
 POOLINGS = ("max", "average", "none")
 HEAD_POOLINGS = ("flatten", "global_average", "global_max")
-BACKBONE_NAMES = ("mobilenet_v3_small", "efficientnet_b0")  # described in dcnn_core.backbones.CATALOGUE
+BACKBONE_NAMES = ("mobilenet_v3_small", "efficientnet_b0")  # described in dcnn_core.design.backbones.CATALOGUE
 BACKBONE_WEIGHTS = ("imagenet", "random")
 
 

@@ -1,0 +1,1 @@
+"""Headless: experiments from the command line, distributed training."""

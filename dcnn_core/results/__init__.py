@@ -1,0 +1,1 @@
+"""Results: evaluation, explanations, projections, exports and the Plotly figures of a trained run."""

@@ -1,0 +1,1 @@
+"""The room: server rules, the shared leaderboard."""

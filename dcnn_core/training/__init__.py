@@ -1,0 +1,1 @@
+"""Training: run descriptions, the engines that train them, progress as plain data, runs on disk."""

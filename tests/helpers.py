@@ -1,0 +1,100 @@
+"""Helpers shared by the test files: driving AppTest pages, reading what they drew, making images and zips."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+
+def goto(at: AppTest, page: str) -> AppTest:
+    """Switch an AppTest to ``pages/<page>.py`` and run it; fails on any exception shown."""
+    at.switch_page(f"pages/{page}.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def plotly_figures(at: AppTest) -> list[dict]:
+    """The Plotly figures the page drew, as dicts."""
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def png(picture: np.ndarray | Image.Image, image_format: str = "PNG", **options) -> bytes:
+    """An image file's bytes (PNG unless told), from pixels or a PIL image."""
+    image = picture if isinstance(picture, Image.Image) else Image.fromarray(np.asarray(picture))
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format, **options)
+    return buffer.getvalue()
+
+
+def zip_of(entries: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    """A zip archive holding ``entries`` (member name → bytes)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def shapes_zip(count_per_class: int, size: int, colour: bool, *, seed: int = 4, prefix: str = "shapes/",
+               class_names: tuple[str, ...] | None = None, extra: dict[str, bytes] | None = None):  # fmt: skip
+    """A zip of one folder per shape (``prefix``/<class>/<n>.png), as a user would make from their pictures.
+
+    Returns (zip bytes, the pictures, their labels).
+    """
+    from dcnn_core.data import shapes
+
+    names = class_names or shapes.SHAPE_NAMES
+    pictures, labels = shapes.generate_shapes(count_per_class, size, colour, seed=seed, class_names=names)
+    entries = {
+        f"{prefix}{names[label]}/{index:03d}.png": png(picture.squeeze())
+        for index, (picture, label) in enumerate(zip(pictures, labels, strict=True))
+    }
+    return zip_of({**entries, **(extra or {})}), pictures, labels
+
+
+# --- runs, through the one door ------------------------------------------------------------------------
+
+
+def app_engine():
+    """The app's training engine (the one every AppTest session of this process shares)."""
+    from ui import resources
+
+    return resources.engine()
+
+
+def session_runs(at: AppTest):
+    """The runs the AppTest session's pages listed, as the engine describes them now."""
+    engine = app_engine()
+    return [engine.run(run_id) for run_id in at.session_state["job_ids"]]
+
+
+def wait_for_run(run_id: str, timeout: float = 60) -> bool:
+    """Block until a run of the app's engine has ended."""
+    return app_engine().wait(run_id, timeout)
+
+
+def train_in_app(design, config, reference: dict, owner: str, timeout: float = 120):
+    """Train a run through the app's engine, as a page would, and wait for it to end; returns its ``RunInfo``."""
+    from dcnn_core.training.description import RunDescription
+
+    engine = app_engine()
+    run_id = engine.submit(RunDescription(design, config, dict(reference), owner=owner))
+    assert engine.wait(run_id, timeout), "the training did not end"
+    return engine.run(run_id)
+
+
+def tighten_app_rules(monkeypatch, **limits) -> None:
+    """For one test: the app's server rules with some limits changed (``RoomLimits`` fields), as a server set up so would have."""
+    from dataclasses import replace
+
+    from dcnn_core.room.rules import ServerRules
+
+    engine = app_engine()
+    rules = ServerRules(replace(engine.rules.server_limits, **limits), slots=engine.rules.max_slots)
+    monkeypatch.setattr(engine, "rules", rules)
