@@ -14,6 +14,7 @@ from ui import frame, resources, state, streamlit_private
 st.set_page_config(page_title="DCNN Studio", page_icon=":material/neurology:", layout="wide")
 streamlit_private.keep_keras_session()  # Streamlit would clear Keras's session after every run, for every user
 state.init_state()
+resources.restore_drafts()  # a returning user's reload: their run's data set, design and settings
 
 navigation = st.navigation(
     [

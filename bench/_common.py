@@ -250,3 +250,21 @@ def hello_app(folder: Path, pages: bool = False) -> Path:
 
 def temporary_folder(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+# --- training through the engine door -----------------------------------------------------------
+
+
+def local_engine(resolve, slots: int = 1, slice_s: float = 1.0, prefix: str = "bench-runs-"):
+    """The in-process engine (``dcnn_core.training.engines.local.LocalEngine``) as the app makes it, for a benchmark.
+
+    ``resolve`` maps a run's data-set reference to the data (e.g. ``lambda reference: dataset`` for a set held
+    in memory). No room limit can refuse a run (queue, runs or disk per person, parameters), no idle stop; each
+    ended run is saved, as in the app, under a fresh temporary folder (``engine.store.root``: remove it after).
+    """
+    from dcnn_core.room.rules import RoomLimits, ServerRules
+    from dcnn_core.training.engines.local import LocalEngine
+    from dcnn_core.training.runs import RunStore
+
+    limits = RoomLimits(max_queue=None, max_runs_per_owner=None, max_disk_mb_per_owner=None, max_parameters=None)
+    return LocalEngine(RunStore(temporary_folder(prefix)), ServerRules(limits, slots=slots), resolve, slice_s=slice_s)

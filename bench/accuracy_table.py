@@ -1,14 +1,18 @@
 """Test accuracy and training time of the article's baseline vs every CNN preset, on the bundled sets.
 
-Each preset of ``dcnn_core.design.spec.PRESETS`` is trained through the app's own path
-(``TrainingJob(...).run()``): adam 1e-3, batch 32, validation split 0.1, seed 0, a fixed number of
-epochs per set (10 on Shapes 28×28 grayscale, 20 on the 8×8 handwritten digits). Test accuracy is on
-each set's held-out test split. Presets the planner refuses for a set's image size are listed as
-refused, with its reason. Fashion-MNIST is tried too: offline it is reported as "offline here"; online,
-pass ``--fashion`` to train on it (long: 60,000 images per epoch).
+Each preset of ``dcnn_core.design.spec.PRESETS`` is trained through the app's own door, the training
+engine (``TrainingEngine.submit``, then ``wait``; in-process ``LocalEngine``, one slot, one run at a time,
+each run in the engine's worker thread and saved when it ends, as in the app): adam 1e-3, batch 32,
+validation split 0.1, seed 0, a fixed number of epochs per set (10 on Shapes 28×28 grayscale, 20 on the
+8×8 handwritten digits). A run's data-set reference is the one the Data page makes (e.g. ``{"key":
+"shapes", "options": {"clutter": True}}``); the engine's ``resolve`` hands over the set this script loaded
+once. Test accuracy is on each set's held-out test split. Presets the planner refuses for a set's image
+size are listed as refused, with its reason. Fashion-MNIST is tried too: offline it is reported as
+"offline here"; online, pass ``--fashion`` to train on it (long: 60,000 images per epoch).
 
-Times are wall-clock seconds of the whole run (build, fit, test evaluation) and, since the machine is
-shared, also as a ratio to the article baseline on the same set. With ``--repeats N`` each run is
+Times are the run's own ``elapsed_s`` (``engine.progress``): wall-clock seconds from its first turn at the
+processor to the end of its test evaluation (build, fit, test evaluation; not the save after it) and,
+since the machine is shared, also as a ratio to the article baseline on the same set. With ``--repeats N`` each run is
 repeated N times in rotated order and the median time is shown (accuracy is the same every time:
 same seed, one TensorFlow thread).
 
@@ -23,10 +27,31 @@ that does not fit a set's image size is also trained as the nearest design that 
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import os
+import shutil
 import statistics
 
-from _common import print_header
+from _common import local_engine, print_header
+
+_SETS: dict[str, object] = {}  # the data sets loaded once, by their reference: what the engine's ``resolve`` hands over
+
+
+def _set_key(reference: dict) -> str:
+    return json.dumps({"key": reference["key"], "options": reference.get("options", {})}, sort_keys=True)
+
+
+def held(dataset, reference: dict) -> dict:
+    """``reference`` (as the Data page makes it), with ``dataset`` kept for the engine to resolve it to."""
+    _SETS[_set_key(reference)] = dataset
+    return reference
+
+
+@functools.cache
+def engine():
+    """The in-process training engine (``_common.local_engine``): one slot, no room limits, runs saved in a temporary folder."""
+    return local_engine(lambda reference: _SETS[_set_key(reference)], slots=1, prefix="bench-accuracy-runs-")
 
 
 def default_config(epochs: int):
@@ -35,18 +60,25 @@ def default_config(epochs: int):
     return TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=32, epochs=epochs, validation_split=0.1, seed=0)
 
 
-def train(spec, dataset, epochs: int, config=None) -> dict:
-    from dcnn_core.training.job import FINISHED, TrainingJob
+def train(spec, reference: dict, epochs: int, config=None) -> dict:
+    """One run through the engine door: submit, wait for it to end, read its outcome, then delete it (model, folder)."""
+    from dcnn_core.room.rules import Refused
+    from dcnn_core.training.description import RunDescription
+    from dcnn_core.training.job import FINISHED
 
-    job = TrainingJob(spec, dataset, config or default_config(epochs))
-    job.run()  # in this thread: the same work the registry's worker thread does
-    progress = job.snapshot()
+    try:
+        run_id = engine().submit(RunDescription(spec, config or default_config(epochs), reference, owner="bench"))
+    except Refused as error:
+        return {"error": f"refused: {error}"}
+    engine().wait(run_id)
+    progress = engine().progress(run_id)
+    engine().delete(run_id)  # one run at a time: the next one may start, and the ended model leaves memory
     if progress.status != FINISHED:
         return {"error": f"{progress.status}: {progress.message}"}
     return {"accuracy": progress.test_accuracy, "seconds": progress.elapsed_s, "best_val": progress.best_val_accuracy}
 
 
-def table_for(title: str, dataset, epochs: int, repeats: int) -> list[str]:
+def table_for(title: str, dataset, reference: dict, epochs: int, repeats: int) -> list[str]:
     from dcnn_core.design import plan
     from dcnn_core.design import spec as model_spec
 
@@ -62,7 +94,7 @@ def table_for(title: str, dataset, epochs: int, repeats: int) -> list[str]:
     for repeat in range(repeats):
         order = runnable[repeat % len(runnable) :] + runnable[: repeat % len(runnable)]
         for name in order:
-            result = train(model_spec.preset(name), dataset, epochs)
+            result = train(model_spec.preset(name), reference, epochs)
             results[name].append(result)
             shown = f"test accuracy {result['accuracy']:.4f}, {result['seconds']:.1f} s" if "error" not in result else result["error"]
             print(f"  {title} · {name} (run {repeat + 1}/{repeats}): {shown}", flush=True)
@@ -94,7 +126,7 @@ def _shown(result: dict | None) -> tuple[str, str]:
     return f"{result['accuracy']:.4f}", f"{result['seconds']:.1f} s"
 
 
-def recipe_rows_for(title: str, dataset, epochs: int) -> list[str]:
+def recipe_rows_for(title: str, dataset, reference: dict, epochs: int) -> list[str]:
     """Every preset with the defaults and with its recipe; a preset that does not fit, as its nearest fitting design."""
     from dcnn_core.design import plan, recipes
     from dcnn_core.design import spec as model_spec
@@ -104,11 +136,11 @@ def recipe_rows_for(title: str, dataset, epochs: int) -> list[str]:
         spec, label = model_spec.preset(name), name
         recipe = recipes.recipe_for(name)
         fitted = recipes.nearest_fitting(spec, dataset.input_shape, dataset.num_classes)
-        defaults = train(spec, dataset, epochs) if fitted is None else None
+        defaults = train(spec, reference, epochs) if fitted is None else None
         if fitted is not None:
             label = f"{name} → nearest fit ({recipes.describe_change(spec, fitted)})"
             spec = fitted
-        with_recipe = train(spec, dataset, recipe.config.epochs, recipe.config)
+        with_recipe = train(spec, reference, recipe.config.epochs, recipe.config)
         if name == "Article baseline" and defaults and "error" not in defaults:
             reference = defaults["accuracy"]
         for mode, result in (("defaults", defaults), ("recipe", with_recipe)):
@@ -149,13 +181,18 @@ def main() -> None:
     from dcnn_core.runtime import import_keras
 
     import_keras()
-    offline = {
-        "shapes": lambda: (f"Shapes 28×28 gray, {args.epochs_shapes} epochs", datasets.load_shapes(), args.epochs_shapes),
-        "digits": lambda: (f"Digits 8×8, {args.epochs_digits} epochs", datasets.load_digits(), args.epochs_digits),
-        "cluttered": lambda: (f"Shapes cluttered 28×28 gray, {args.epochs_shapes} epochs", datasets.load_shapes(clutter=True),
-                              args.epochs_shapes),
+    offline = {  # title, data set reference (as the Data page makes it), epochs
+        "shapes": (f"Shapes 28×28 gray, {args.epochs_shapes} epochs", {"key": "shapes", "options": {}}, args.epochs_shapes),
+        "digits": (f"Digits 8×8, {args.epochs_digits} epochs", {"key": "digits", "options": {}}, args.epochs_digits),
+        "cluttered": (f"Shapes cluttered 28×28 gray, {args.epochs_shapes} epochs", {"key": "shapes", "options": {"clutter": True}},
+                      args.epochs_shapes),
     }  # fmt: skip
-    sets = [offline[name.strip()]() for name in args.sets.split(",") if name.strip()]
+    sets = []  # title, data set, reference, epochs
+    for name in (name.strip() for name in args.sets.split(",")):
+        if name:
+            title, reference, epochs = offline[name]
+            dataset = datasets.load_dataset(reference["key"], **reference["options"])
+            sets.append((title, dataset, held(dataset, reference), epochs))
     fashion_note = ""
     try:
         fashion = datasets.load_dataset("fashion_mnist")
@@ -163,16 +200,17 @@ def main() -> None:
         fashion_note = "Fashion-MNIST: offline here (keras.datasets could not download it); not in the table."
     else:
         if args.fashion:
-            sets.append((f"Fashion-MNIST, {args.epochs_fashion} epochs", fashion, args.epochs_fashion))
+            reference = held(fashion, {"key": "fashion_mnist", "options": {}})
+            sets.append((f"Fashion-MNIST, {args.epochs_fashion} epochs", fashion, reference, args.epochs_fashion))
         else:
             fashion_note = "Fashion-MNIST: available, not trained (pass --fashion; 60,000 images per epoch)."
-    for title, dataset, _ in sets:
+    for title, dataset, _, _ in sets:
         print(f"{title}: {len(dataset.x_train):,} training images (10% of them held out for validation), "
               f"{len(dataset.x_test):,} test images, {dataset.num_classes} classes", flush=True)  # fmt: skip
     rows = []
     if args.recipes:
-        for title, dataset, epochs in sets:
-            rows += recipe_rows_for(title.split(",")[0], dataset, epochs)
+        for title, dataset, reference, epochs in sets:
+            rows += recipe_rows_for(title.split(",")[0], dataset, reference, epochs)
         print()
         print(f"Defaults: adam 1e-3, batch 32, constant rate, {args.epochs_shapes} epochs on Shapes, {args.epochs_digits} on digits, "
               f"{args.epochs_fashion} on Fashion-MNIST. Gain: the recipe's test accuracy minus the article baseline's "
@@ -182,13 +220,14 @@ def main() -> None:
               "baseline | Recipe |")  # fmt: skip
         print("|---|---|---|---|---|---|---|---|---|")
     else:
-        for title, dataset, epochs in sets:
-            rows += table_for(title, dataset, epochs, args.repeats)
+        for title, dataset, reference, epochs in sets:
+            rows += table_for(title, dataset, reference, epochs, args.repeats)
         print()
         print("| Set | Preset | Parameters | Test accuracy | Time | Time vs baseline |")
         print("|---|---|---|---|---|---|")
     for row in rows:
         print(row)
+    shutil.rmtree(engine().store.root, ignore_errors=True)
     if fashion_note:
         print()
         print(fashion_note)

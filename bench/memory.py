@@ -8,10 +8,14 @@ and the Shapes set is shown instead). The browser's own memory is not counted: i
 
 Part 2, the trainings: a fresh Python process imports what the server imports for training
 (dcnn_core, plotly, TensorFlow through ``dcnn_core.runtime``), builds a Fashion-MNIST-sized data set
-from generated uint8 arrays (60,000 + 10,000 images, 28×28), and starts 2 Simple CNN trainings through
-a ``JobRegistry(max_concurrent=2)`` with the app's default settings (batch 32, validation split 0.1);
-RSS is sampled every 0.2 s while they run ``--epochs`` epochs. Its peak, and its growth over the same
-process before the jobs started, are reported.
+from generated uint8 arrays (60,000 + 10,000 images, 28×28), and submits 4 Simple CNN runs (4 owners)
+through the engine door, ``TrainingEngine.submit``, implemented in-process by ``LocalEngine`` with one slot
+(the app's default on 2 cores: the runs take turns), with the Train page's defaults (batch 32, validation
+split 0.1); RSS is sampled every 0.2 s while they run ``--epochs`` epochs, each run saved when it ends as
+the app saves it. The runs' data-set reference names Fashion-MNIST, as the app's would, so a run is saved
+like a Fashion-MNIST run (no copy of its images); the engine's ``resolve`` hands over the generated arrays.
+Its peak, and its growth over the same process before the runs started, are reported; the same again with
+one run alone, in another process, gives the cost of each extra training.
 
 RSS is a count of bytes, not a time: it does not depend on how loaded the machine is, so these
 figures are absolute. The ratio to the hello-world server is printed as a reference.
@@ -34,6 +38,7 @@ from _common import (
     ROOT,
     chromium,
     hello_app,
+    local_engine,
     print_header,
     rss_bytes,
     running_server,
@@ -90,8 +95,8 @@ def trainings_worker(epochs: int, images: int, jobs_count: int = JOBS) -> None:
     from dcnn_core.data import datasets
     from dcnn_core.design import spec as model_spec
     from dcnn_core.runtime import import_keras
-    from dcnn_core.training.job import FINISHED, TrainConfig, TrainingJob
-    from dcnn_core.training.registry import JobRegistry
+    from dcnn_core.training.description import RunDescription
+    from dcnn_core.training.job import FINISHED, TrainConfig
 
     pid = os.getpid()
     start = rss_bytes(pid, children=False)
@@ -105,25 +110,28 @@ def trainings_worker(epochs: int, images: int, jobs_count: int = JOBS) -> None:
         rng.integers(0, 256, (tests, 28, 28), dtype=np.uint8), rng.integers(0, 10, tests),
         datasets.FASHION_MNIST_CLASSES, light_on_dark=True,
     )  # fmt: skip
+    engine = local_engine(lambda reference: dataset, slots=1, prefix="bench-memory-runs-")  # one slot: the runs take turns
     before_jobs = rss_bytes(pid, children=False)
-    registry = JobRegistry(max_concurrent=1)  # the app's default on 2 cores: the jobs take turns
     config = TrainConfig(epochs=epochs)  # the Train page's defaults: adam 1e-3, batch 32, validation split 0.1
-    jobs = [
-        registry.submit(TrainingJob(model_spec.preset("Simple CNN"), dataset, dataclasses.replace(config, seed=seed)))
+    reference = {"key": "fashion_mnist", "options": {}}  # saved as a built-in set is: by name, without its images
+    run_ids = [
+        engine.submit(RunDescription(model_spec.preset("Simple CNN"), dataclasses.replace(config, seed=seed), reference,
+                                     owner=f"bench-{seed}"))  # one active run per person: an owner each
         for seed in range(jobs_count)
-    ]
+    ]  # fmt: skip
     peak = before_jobs
     samples = 0
     started = time.perf_counter()
-    while not all(job.ended for job in jobs):
+    while not all(engine.wait(run_id, 0) for run_id in run_ids):
         peak = max(peak, rss_bytes(pid, children=False))
         samples += 1
         time.sleep(0.2)
     peak = max(peak, rss_bytes(pid, children=False))
-    outcome = [job.snapshot() for job in jobs]
+    seconds = time.perf_counter() - started
+    outcome = [engine.progress(run_id) for run_id in run_ids]
+    shutil.rmtree(engine.store.root, ignore_errors=True)
     if any(p.status != FINISHED for p in outcome):
         raise SystemExit(f"a training did not finish: {[(p.status, p.message) for p in outcome]}")
-    seconds = time.perf_counter() - started
     result = {
         "start": start,
         "after_import": after_import,
@@ -184,7 +192,7 @@ def main() -> None:
     print(f"| Trainings process before the jobs | {training['before_jobs'] / MIB:.0f} MiB | TensorFlow, plotly, dcnn_core, "
           f"the {args.images:,} + {args.images // 6:,} uint8 images ({data_mib:.0f} MiB) |")  # fmt: skip
     print(f"| Trainings process, peak with 4 jobs | {training['peak'] / MIB:.0f} MiB | + 4 models, optimizer state, "
-          f"4 tf.data pipelines over one shared copy of the images; sampled {training['samples']} times "
+          f"4 tf.data pipelines over one shared copy of the images, each run saved as it ends; sampled {training['samples']} times "
           f"over {training['seconds']:.0f} s |")  # fmt: skip
     growth = training["peak"] - training["before_jobs"]
     extra = (training["peak"] - alone["peak"]) / (JOBS - 1)

@@ -10,7 +10,7 @@ predict_view.init_predict_state()
 st.title("Predict")
 runs = predict_view.usable_runs()
 if not runs:
-    st.info("Train a model first (Train page). A run you stopped counts too: its weights so far are kept.")
+    st.info(predict_view.nothing_to_predict_with())
     st.page_link("pages/train.py", label="Go to Train", icon=":material/monitoring:")
 else:
     run = predict_view.pick_run(runs)
@@ -21,6 +21,7 @@ else:
     predict_view.draw_error_analysis(run)
 
     st.subheader("Try it on an image")
+    st.caption(predict_view.classes_known(run))
     tried = {}  # caption → model input, for "Look inside"
     upload_tab, camera_tab, draw_tab, test_tab = st.tabs(["Upload", "Webcam", "Draw", "A test image"])
     with upload_tab:

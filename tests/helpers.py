@@ -98,3 +98,31 @@ def tighten_app_rules(monkeypatch, **limits) -> None:
     engine = app_engine()
     rules = ServerRules(replace(engine.rules.server_limits, **limits), slots=engine.rules.max_slots)
     monkeypatch.setattr(engine, "rules", rules)
+
+
+def start_ray_head(port: int, temp_dir: str, cpus: int = 1):
+    """A Ray head node of the test's own (``--block``: SIGTERM ends it and only it; ``ray stop`` would end every
+    cluster of this user on the machine). Returns the process once its port answers."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    import pytest
+
+    from dcnn_core.training.engines.ray_engine import probe
+
+    ray_cli = shutil.which("ray")
+    command = [ray_cli] if ray_cli else [sys.executable, "-m", "ray.scripts.scripts"]
+    process = subprocess.Popen([*command, "start", "--head", "--block", f"--port={port}", f"--num-cpus={cpus}",
+                                "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            probe(f"127.0.0.1:{port}", timeout=1.0)
+            return process
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    pytest.fail("the Ray test cluster did not start")

@@ -227,3 +227,35 @@ def test_the_data_page_offers_the_cluttered_shapes(app):
     assert app.session_state["dataset_choice"].options["clutter"] is True
     goto(app, "model")
     assert "cluttered" in " ".join(c.value for c in app.caption)
+
+
+def test_a_reload_brings_back_the_runs_data_design_and_settings_and_a_new_run_joins_the_comparison(app):
+    from dcnn_core.design import spec
+
+    goto(app, "model")
+    app.selectbox(key="model_preset").set_value("Article baseline").run()
+    goto(app, "train")
+    app.slider(key="train_epochs").set_value(1).run()
+    app.button(key="train_start").click().run()
+    first = session_runs(app)[0]
+    assert wait_for_run(first.run_id, 60)
+    app.run()
+    goto(app, "model")
+    app.selectbox(key="model_preset").set_value("Simple CNN").run()
+    goto(app, "train")
+    app.button(key="train_start").click().run()
+    second = session_runs(app)[-1]
+    assert wait_for_run(second.run_id, 60)
+    app.run()
+    assert app.multiselect(key="train_compare").value == [first.run_id, second.run_id]  # the new run joined, unasked
+    assert any(link.proto.label == "Try it on your photo" for link in app.get("page_link"))
+
+    reloaded = AppTest.from_file(APP, default_timeout=TIMEOUT)  # the same address in a new tab, or after a reload
+    reloaded.query_params["user"] = app.session_state["owner_id"]
+    reloaded.query_params["run"] = first.run_id
+    reloaded.run()
+    assert reloaded.session_state["model_spec"].to_dict() == spec.preset("Article baseline").to_dict()
+    assert reloaded.session_state["train_config"].epochs == 1
+    assert reloaded.session_state["dataset_choice"].key == first.dataset_ref["key"]
+    sidebar = " ".join(caption.value for caption in reloaded.sidebar.caption)
+    assert "Article baseline" in sidebar and "at the last epoch" in sidebar

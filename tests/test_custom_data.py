@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from dcnn_core.data import custom_data, images, shapes
-from dcnn_core.data.custom_data import ImportOptions, ImportRefused
+from dcnn_core.data.custom_options import ImportOptions, ImportRefused
 from dcnn_core.design import spec
 from dcnn_core.results import plots
 from dcnn_core.training import job as training

@@ -257,4 +257,4 @@ def test_two_replicas_train_as_two_gpus_would(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), DCNN_TF_THREADS="1")
     result = subprocess.run([sys.executable, "-c", MIRRORED_ON_TWO_CPUS], cwd=REPO, env=env, capture_output=True, text=True, timeout=280)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.startswith("finished 2 Finished 1 epochs."), result.stdout[-3000:]
+    assert result.stdout.startswith("finished 2 Finished 1 epoch."), result.stdout[-3000:]

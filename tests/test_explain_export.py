@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dcnn_core.design import build, plan, spec
-from dcnn_core.results import evaluation, explain, export, plots, projection
+from dcnn_core.results import evaluation, explain, explain_plots, export, plots, projection
 from dcnn_core.runtime import import_keras
 from tests.helpers import zip_of
 
@@ -154,7 +154,7 @@ def test_pca_and_tsne_projections(trained_job, tiny_shapes):
     assert pca.points.shape == (len(tiny_shapes.x_test), 2) and pca.note.startswith("all")
     tsne = projection.project(trained_job.model, tiny_shapes.x_test, projection.TSNE, seed=1)
     assert tsne.points.shape == (len(tiny_shapes.x_test), 2) and np.all(np.isfinite(tsne.points))
-    figure = plots.projection_scatter(pca.points, tiny_shapes.y_test[pca.indices], tiny_shapes.class_names, pca.indices)
+    figure = explain_plots.projection_scatter(pca.points, tiny_shapes.y_test[pca.indices], tiny_shapes.class_names, pca.indices)
     assert len(figure.data) == 6 and sorted(np.concatenate([t.customdata for t in figure.data]).tolist()) == pca.indices.tolist()
 
 
@@ -287,7 +287,7 @@ def test_clickable_confusion_heatmap_marks_every_cell_row_by_row():
 
 
 def test_filters_grid_shows_colour_kernels_as_images_and_gray_ones_as_heatmaps():
-    colour = plots.filters_grid(np.random.default_rng(0).random((3, 3, 3, 8)))
-    gray = plots.filters_grid(np.random.default_rng(0).random((5, 5, 1, 40)))
+    colour = explain_plots.filters_grid(np.random.default_rng(0).random((3, 3, 3, 8)))
+    gray = explain_plots.filters_grid(np.random.default_rng(0).random((5, 5, 1, 40)))
     assert [trace.type for trace in colour.data] == ["image"] * 8
     assert [trace.type for trace in gray.data] == ["heatmap"] * 32  # at most 32 shown

@@ -19,9 +19,9 @@ from markdown_it import MarkdownIt
 from PIL import Image, ImageDraw
 
 from dcnn_core.data import custom_data, images, safe_zip
-from dcnn_core.data.custom_data import ImportOptions
+from dcnn_core.data.custom_options import ImportOptions, ImportRefused, ImportReport
 from dcnn_core.design import backbones, build, spec
-from dcnn_core.results import export, keras_check
+from dcnn_core.results import export, keras_check, keras_layers
 from dcnn_core.runtime import import_keras
 from tests.helpers import png
 from ui.text import plain, plain_text
@@ -227,7 +227,7 @@ def test_a_padding_layer_that_would_make_a_giant_image_is_refused():
     config = json.loads(zipfile.ZipFile(io.BytesIO(_saved(model))).read("config.json"))
     assert keras_check.summarise(config).parameters == model.count_params()
     config["config"]["layers"][1]["config"]["padding"] = [[1000, 1000], [1000, 1000]]  # 2016 × 2016 × 3 values per image
-    with pytest.raises(keras_check.ConfigRefused, match=r"output of shape \(2016, 2016, 3\).*far too large"):
+    with pytest.raises(keras_layers.ConfigRefused, match=r"output of shape \(2016, 2016, 3\).*far too large"):
         keras_check.summarise(config)
 
 
@@ -295,11 +295,11 @@ def _drawn_shapes_zip(count: int = 5) -> bytes:
 
 def test_zip64_placeholders_are_not_trusted():
     honest = _drawn_shapes_zip()
-    with pytest.raises(custom_data.ImportRefused, match="holds 10,000,000 files"):
+    with pytest.raises(ImportRefused, match="holds 10,000,000 files"):
         custom_data.import_zip(_zip64_claiming(honest, 10_000_000), "bomb.zip")
-    with pytest.raises(custom_data.ImportRefused, match="lists more files than the limit"):
+    with pytest.raises(ImportRefused, match="lists more files than the limit"):
         custom_data.import_zip(_zip64_claiming(honest, 10, directory_bytes=40 * MB), "bomb.zip")
-    with pytest.raises(custom_data.ImportRefused, match="holds 65,535 files"):
+    with pytest.raises(ImportRefused, match="holds 65,535 files"):
         custom_data.import_zip(_placeholders_only(honest), "bomb.zip")  # no zip64 record: zipfile believes the placeholders
 
 
@@ -337,7 +337,7 @@ def test_a_tiny_png_that_decodes_to_40_megapixels_is_skipped_quickly_with_little
             archive.writestr(path, content)
     started = time.perf_counter()
     growth, report = _peak_rss_growth(lambda: custom_data.import_zip(buffer.getvalue(), "photos.zip", ImportOptions(image_size=16)))
-    assert isinstance(report, custom_data.ImportReport), report
+    assert isinstance(report, ImportReport), report
     assert ("a/bomb.png", "too many pixels") in report.skipped
     assert report.counts == {"a": 4, "b": 4}
     assert time.perf_counter() - started < 2
@@ -358,7 +358,7 @@ def test_a_zip_of_many_large_images_is_stopped_by_the_pixel_budget():
             archive.writestr(f"{'ab'[index % 2]}/{index}.png", _one_bit_png(4000, 3000, mark=index))  # 12 megapixels each
     assert len(buffer.getvalue()) < 1 * MB
     started = time.perf_counter()
-    with pytest.raises(custom_data.ImportRefused, match="more than 100 megapixels in all") as refused:
+    with pytest.raises(ImportRefused, match="more than 100 megapixels in all") as refused:
         custom_data.import_zip(buffer.getvalue(), "many.zip", ImportOptions(image_size=16, max_total_megapixels=100))
     assert "Shrink the images" in str(refused.value)
     assert time.perf_counter() - started < 10

@@ -9,7 +9,7 @@ from dcnn_core.design import spec
 from dcnn_core.room.rules import Refused, RoomLimits, ServerRules
 from dcnn_core.training import job as training
 from dcnn_core.training.description import RunDescription
-from dcnn_core.training.local import LocalEngine
+from dcnn_core.training.engines.local import LocalEngine
 from dcnn_core.training.progress import ProgressLog
 from dcnn_core.training.runs import RunStore
 from dcnn_core.training.scheduler import FairScheduler

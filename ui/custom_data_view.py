@@ -13,7 +13,7 @@ from pathlib import PurePosixPath
 import numpy as np
 import streamlit as st
 
-from dcnn_core.data import custom_data, datasets
+from dcnn_core.data import custom_data, custom_options, datasets
 from dcnn_core.data.datasets import CUSTOM_KEY, DatasetChoice
 from dcnn_core.results import plots
 from dcnn_core.room.rules import Refused
@@ -50,7 +50,7 @@ def draw_custom_data_section() -> None:
 # --- choosing what to import --------------------------------------------------------------------------
 
 
-def _options() -> tuple[custom_data.ImportOptions, str]:
+def _options() -> tuple[custom_options.ImportOptions, str]:
     settings = resources.settings()
     with st.expander("Import options", expanded=False):
         left, middle, right = st.columns(3)
@@ -61,16 +61,16 @@ def _options() -> tuple[custom_data.ImportOptions, str]:
         name = right.text_input(
             "Name of the set", max_chars=custom_data.MAX_SET_NAME, placeholder="from the file name", key="data_custom_name"
         )
-    options = custom_data.ImportOptions(
+    options = custom_options.ImportOptions(
         image_size=int(size), grayscale=bool(grayscale), test_fraction=float(test_fraction), seed=int(seed),
-        max_megapixels=min(settings.max_upload_megapixels, custom_data.ImportOptions.max_megapixels),
-        memory_budget_bytes=settings.custom_data_budget_mb * custom_data.MB,
+        max_megapixels=min(settings.max_upload_megapixels, custom_options.ImportOptions.max_megapixels),
+        memory_budget_bytes=settings.custom_data_budget_mb * custom_options.MB,
     )  # fmt: skip
     return options, name.strip()
 
 
-def _zip_tab(options: custom_data.ImportOptions, name: str) -> None:
-    limit_mb = min(st.get_option("server.maxUploadSize"), options.max_archive_bytes // custom_data.MB)
+def _zip_tab(options: custom_options.ImportOptions, name: str) -> None:
+    limit_mb = min(st.get_option("server.maxUploadSize"), options.max_archive_bytes // custom_options.MB)
     st.caption(
         f"One folder per class, images inside (PNG, JPEG, BMP, GIF or WebP), up to {limit_mb} MB: "
         "`cats/1.jpg`, `dogs/1.jpg`… One folder around them all is fine."
@@ -81,7 +81,7 @@ def _zip_tab(options: custom_data.ImportOptions, name: str) -> None:
         _import(lambda: custom_data.import_zip(data, file_name, options), name or PurePosixPath(file_name).stem)
 
 
-def _build_tab(options: custom_data.ImportOptions, name: str) -> None:
+def _build_tab(options: custom_options.ImportOptions, name: str) -> None:
     st.caption("Name your classes, then give each some pictures: upload files or take them with your webcam.")
     text = st.text_area("Class names, one per line", "Class 1\nClass 2", key="data_custom_class_names")
     names = [line.strip() for line in text.splitlines() if line.strip()]
@@ -118,7 +118,7 @@ def _class_inputs(index: int, class_name: str) -> list[tuple[str, bytes]]:
     return [(upload.name, upload.getvalue()) for upload in uploads or []] + list(shots["kept"].values())
 
 
-def _folder_tab(options: custom_data.ImportOptions, name: str) -> None:
+def _folder_tab(options: custom_options.ImportOptions, name: str) -> None:
     st.caption("A folder on the computer running this app, with one sub-folder per class.")
     path = st.text_input("Folder", key="data_custom_folder", placeholder="/home/me/pictures/pets")
     if st.button("Import", key="data_custom_import_folder", type="primary", disabled=not path.strip()):
@@ -128,7 +128,7 @@ def _folder_tab(options: custom_data.ImportOptions, name: str) -> None:
 # --- importing ------------------------------------------------------------------------------------
 
 
-def _import(make_report: Callable[[], custom_data.ImportReport], raw_name: str) -> None:
+def _import(make_report: Callable[[], custom_options.ImportReport], raw_name: str) -> None:
     """Run an import; a refusal or any failure becomes one message, and the app keeps working."""
     sets = st.session_state[state.CUSTOM_DATASETS]
     if custom_data.set_name(raw_name) not in sets:  # replacing a set of the same name is always allowed
@@ -140,7 +140,7 @@ def _import(make_report: Callable[[], custom_data.ImportReport], raw_name: str) 
     try:
         with st.spinner("Reading your images…"):
             report = make_report()
-    except custom_data.ImportRefused as refusal:
+    except custom_options.ImportRefused as refusal:
         st.error(plain(str(refusal)), icon=":material/block:")
         if refusal.skipped:
             _skipped_table(refusal.skipped)
@@ -155,7 +155,7 @@ def _import(make_report: Callable[[], custom_data.ImportReport], raw_name: str) 
     _store(report, custom_data.set_name(raw_name))
 
 
-def _store(report: custom_data.ImportReport, name: str) -> None:
+def _store(report: custom_options.ImportReport, name: str) -> None:
     st.session_state[state.CUSTOM_DATASETS][name] = report.dataset
     state.use_dataset(DatasetChoice(CUSTOM_KEY, {"name": name}))
     st.session_state[LAST_REPORT] = (name, report)
@@ -164,7 +164,7 @@ def _store(report: custom_data.ImportReport, name: str) -> None:
 # --- reviewing what was imported -------------------------------------------------------------------------
 
 
-def _draw_report(last: tuple[str, custom_data.ImportReport] | None) -> None:
+def _draw_report(last: tuple[str, custom_options.ImportReport] | None) -> None:
     """Counts, what was skipped and why, and samples — before any training."""
     if last is None:
         return

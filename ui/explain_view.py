@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from dcnn_core import naming
-from dcnn_core.results import explain, export, plots, projection
+from dcnn_core.results import explain, explain_plots, export, projection
 from dcnn_core.room.rules import Refused
 from ui import predict_view, resources
 from ui.predict_view import Run
@@ -27,13 +27,13 @@ def draw_look_inside(run: Run, sources: dict[str, np.ndarray]) -> None:
     Args:
         sources: caption → model input (H, W, C uint8) of each image tried on this page.
     """
-    model, names = run.model, run.dataset.class_names
+    results, names = predict_view.analysis(run), run.dataset.class_names
     captions = list(sources)
     _follow_new_image(captions)
     source = st.selectbox("Image to look at", captions, key=INSIDE_SOURCE)  # its value is always set by _follow_new_image
     image = sources[source]
-    predicted = int(np.argmax(np.asarray(model(image[None].astype(np.float32), training=False))[0]))
-    has_conv = bool(explain.conv_layers(model))
+    predicted = int(np.argmax(results.probabilities(image)))
+    has_conv = results.has_convolutions()
     a, b = st.columns(2)
     methods = ["Grad-CAM", "Saliency"] if has_conv else ["Saliency"]
     method = a.radio("Method", methods, horizontal=True, key="predict_explain_method")
@@ -42,16 +42,17 @@ def draw_look_inside(run: Run, sources: dict[str, np.ndarray]) -> None:
     _show_current_prediction(label(PREDICTED))
     picked = b.selectbox("Explain the evidence for", choices, format_func=label, key=EXPLAIN_CLASS)
     class_index = predicted if picked == PREDICTED else int(picked)
-    explainer = explain.grad_cam if method == "Grad-CAM" else explain.saliency
-    heatmap = explainer(model, image, class_index)
-    st.plotly_chart(plots.heatmap_overlay(image, heatmap.values, f"{method} for '{names[class_index]}'"), key="predict_explain_overlay")
+    heatmap = results.heatmap(image, class_index, explain.GRAD_CAM if method == "Grad-CAM" else explain.SALIENCY)
+    st.plotly_chart(
+        explain_plots.heatmap_overlay(image, heatmap.values, f"{method} for '{names[class_index]}'"), key="predict_explain_overlay"
+    )
     st.caption(heatmap.note + (" Red marks the regions that raise this class's score most." if heatmap.method == explain.GRAD_CAM else ""))
     if not has_conv:
         st.info("This model has no convolution layers, so there are no feature maps or filters to show.", icon=":material/info:")
         return
-    _draw_feature_maps(model, image)
+    _draw_feature_maps(results.feature_maps(image))
     st.markdown("**First-layer filters** — the patterns the first convolution looks for")
-    filters = predict_view.analysis(run).get("filters", lambda: plots.filters_grid(explain.first_layer_filters(model)))
+    filters = results.get("filters", lambda: explain_plots.filters_grid(results.first_layer_filters()))
     st.plotly_chart(filters, key="predict_filters")  # the weights do not change between reruns: the 32-tile figure is built once
 
 
@@ -80,13 +81,12 @@ def _show_current_prediction(predicted_label: str) -> None:
     st.session_state[predict_view.EXPLAINED_LABEL] = predicted_label
 
 
-def _draw_feature_maps(model, image: np.ndarray) -> None:
-    maps = dict(explain.feature_maps(model, image))
+def _draw_feature_maps(maps: dict[str, np.ndarray]) -> None:
     names, most = list(maps), 8  # a pretrained backbone has dozens of convolutions: offer a handful, evenly spread
     if len(names) > most:
         names = [names[round(i * (len(names) - 1) / (most - 1))] for i in range(most)]  # always the first and the last
     layer = st.selectbox("Feature maps of layer", names, key="predict_feature_layer", format_func=lambda name: f"{name} {maps[name].shape}")
-    st.plotly_chart(plots.feature_map_grid(maps[layer], max_channels=16), key="predict_feature_maps")
+    st.plotly_chart(explain_plots.feature_map_grid(maps[layer], max_channels=16), key="predict_feature_maps")
     st.caption(f"The first 16 of {maps[layer].shape[-1]} channels: bright where the channel's pattern was found.")
 
 
@@ -95,19 +95,18 @@ def _draw_feature_maps(model, image: np.ndarray) -> None:
 
 def draw_learned_features(run: Run) -> None:
     """PCA of the last hidden features (at once), t-SNE on request."""
-    try:
-        projection.penultimate_layer(run.model)
-    except ValueError as error:
-        st.info(str(error), icon=":material/info:")
+    results = predict_view.analysis(run)
+    problem = results.features_problem()
+    if problem:
+        st.info(problem, icon=":material/info:")
         return
-    results, data = predict_view.analysis(run), run.dataset
     with st.spinner("Projecting the test images…"):
-        pca = results.get(projection.PCA, lambda: projection.project(run.model, data.x_test, projection.PCA))
+        pca = results.projection(projection.PCA)
     left, right = st.columns(2)
     _draw_projection(left, pca, run, "predict_pca")
     with right:
         if results.has(projection.TSNE):
-            _draw_projection(right, results.get(projection.TSNE, lambda: None), run, "predict_tsne_chart")
+            _draw_projection(right, results.projection(projection.TSNE), run, "predict_tsne_chart")
         else:
             st.caption(f"t-SNE keeps neighbours together; it takes a while, so it runs on up to {projection.TSNE_LIMIT:,} images.")
             st.button("Compute t-SNE", key="predict_tsne", icon=":material/scatter_plot:", on_click=_compute_tsne, args=(run,))
@@ -122,13 +121,13 @@ def _compute_tsne(run: Run) -> None:
     """The t-SNE button's callback (a callback, so the click survives any rerun before the button)."""
     if _still_training(run):
         return
-    predict_view.analysis(run).get(projection.TSNE, lambda: projection.project(run.model, run.dataset.x_test, projection.TSNE))
+    predict_view.analysis(run).projection(projection.TSNE)
 
 
 def _draw_projection(column, result: projection.Projection, run: Run, key: str) -> None:
     data = run.dataset
     title = f"{result.method} of the last hidden layer"
-    figure = plots.projection_scatter(result.points, data.y_test[result.indices], data.class_names, result.indices, title)
+    figure = explain_plots.projection_scatter(result.points, data.y_test[result.indices], data.class_names, result.indices, title)
     column.plotly_chart(figure, key=key)
     column.caption(f"{result.note}. Each dot is one test image, coloured by its true class; hover for its number.")
 

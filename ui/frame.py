@@ -29,8 +29,10 @@ def training_line() -> str:
     if progress.status == "queued":
         return f"queued — place {progress.queue_position or '?'} in line"
     accuracy = [v for v in progress.history.get("val_accuracy", []) if v == v]
-    suffix = f", validation accuracy {accuracy[-1]:.1%}" if accuracy else ""
-    return f"{progress.status}{suffix}"
+    if not accuracy:
+        return str(progress.status)
+    best = f", best {max(accuracy):.1%}" if max(accuracy) > accuracy[-1] else ""
+    return f"{progress.status}, validation accuracy {accuracy[-1]:.1%} at the last epoch{best}"
 
 
 def _status_lines() -> None:

@@ -38,6 +38,30 @@ def usable_trained() -> list[TrainedModel]:
     return [trained for trained in found if trained is not None]
 
 
+def classes_known(run: TrainedModel) -> str:
+    """Which classes the model can answer: anything else it is shown still gets one of them."""
+    names = [plain(name) for name in run.dataset.class_names]
+    shown = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
+    return f"This model knows {len(names)} classes: {shown}. Anything else you show it still gets one of these names."
+
+
+def nothing_to_predict_with() -> str:
+    """What to say when no run can predict yet: that one is training, and when it opens here; or how to get one."""
+    from ui.frame import format_seconds
+
+    training = next((run for run in resources.session_runs() if run.active), None)
+    progress = resources.progress(training.run_id) if training is not None else None
+    if progress is None:
+        return "Train a model first (Train page). A run you stopped counts too: its weights so far are kept."
+    if progress.status == Status.QUEUED:
+        where = f"waiting for its first turn (place {progress.queue_position or '?'} in line)"
+    else:
+        where = f"at epoch {min(progress.epoch + 1, progress.epochs)} of {progress.epochs}"
+    when = f", in about {format_seconds(progress.eta_s)}" if progress.eta_s is not None else ""
+    return (f"Your run {plain(training.name)} on {plain(training.dataset_title)} is training, {where}. It opens here when it ends"
+            f"{when}; or press Stop on the Train page to use its weights so far.")  # fmt: skip
+
+
 def usable_runs() -> list[Run]:
     """Ended training runs, then the models this session imported."""
     return [*usable_trained(), *st.session_state[IMPORTED_RUNS].values()]

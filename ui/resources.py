@@ -48,10 +48,10 @@ def engine() -> TrainingEngine:
     config = settings()
     rules = ServerRules(RoomLimits.from_settings(config), slots=config.max_concurrent_jobs)
     if config.ray_address:  # a room that outgrew one box: trainings run in a Ray cluster (Ray imported only here)
-        from dcnn_core.training.ray_engine import RayEngine
+        from dcnn_core.training.engines.ray_engine import RayEngine
 
         return RayEngine(run_store(), rules, _resolve_reference, address=config.ray_address, idle_stop_s=config.idle_stop_s)
-    from dcnn_core.training.local import LocalEngine
+    from dcnn_core.training.engines.local import LocalEngine
 
     return LocalEngine(run_store(), rules, _resolve_reference, idle_stop_s=config.idle_stop_s)
 
@@ -143,6 +143,26 @@ def session_runs() -> list[RunInfo]:
     found = door.runs(owner())
     st.session_state[state.JOB_IDS] = [run.run_id for run in found]
     return found
+
+
+def restore_drafts() -> None:
+    """A reload or a new tab of a returning user: the data set, design and settings of their selected run, not defaults.
+
+    Only a session's own default drafts are replaced, once; a user's own images do not survive a reload (their set is
+    named in the sidebar until imported again).
+    """
+    keys = st.session_state.pop(state.DRAFTS_TO_RESTORE, None)
+    if not keys:
+        return
+    run = selected_run()
+    if run is None:
+        return
+    if state.DATASET_CHOICE in keys and run.dataset_ref.get("key") in datasets.REGISTRY:
+        state.use_dataset(datasets.DatasetChoice.from_dict(run.dataset_ref))
+    if state.MODEL_SPEC in keys:
+        st.session_state[state.MODEL_SPEC] = type(run.spec).from_dict(run.spec.to_dict())  # the session's own copy to edit
+    if state.TRAIN_CONFIG in keys:
+        st.session_state[state.TRAIN_CONFIG] = run.config
 
 
 def selected_run() -> RunInfo | None:

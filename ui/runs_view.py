@@ -6,12 +6,14 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from dcnn_core.results import plots
+from dcnn_core.results import training_plots
 from dcnn_core.training import runs
 from dcnn_core.training.engine import RunInfo
 from ui import resources, state
 from ui.frame import format_seconds
 from ui.text import plain, plain_text
+
+COMPARE_OFFERED = "train_compare_offered"  # the runs the comparison offered when last drawn
 
 
 def run_label(run: RunInfo, number: int) -> str:
@@ -31,6 +33,18 @@ def run_rows(found: list[RunInfo]) -> dict[str, list]:
         for name, value in zip(columns, values, strict=True):
             rows[name].append(value)
     return rows
+
+
+def _join_new_runs(trained: list[str]) -> None:
+    """A run that has trained since the comparison was last drawn joins it (the dense baseline beside the CNN, unasked)."""
+    offered = st.session_state.get(COMPARE_OFFERED) or []
+    chosen = st.session_state.get("train_compare")
+    if chosen is None:  # first drawn (or the page was left): the two latest
+        st.session_state["train_compare"] = trained[-2:]
+    else:
+        new = [run_id for run_id in trained if run_id not in offered]
+        st.session_state["train_compare"] = [run_id for run_id in chosen if run_id in trained] + new
+    st.session_state[COMPARE_OFFERED] = list(trained)
 
 
 def _select(job_id: str) -> None:
@@ -57,15 +71,16 @@ def draw_runs(found: list[RunInfo]) -> None:
             st.toast(f"Deleted run '{plain(labels[chosen])}'.")
             st.rerun()
     trained = [run.run_id for run in found if run.epoch > 0]
-    compare = st.multiselect("Compare runs", trained, default=trained[-2:], format_func=labels.get, key="train_compare",
-                             help="Runs with at least one finished epoch.")  # fmt: skip
+    _join_new_runs(trained)
+    compare = st.multiselect("Compare runs", trained, format_func=labels.get, key="train_compare",
+                             help="Runs with at least one finished epoch. A run joins when it has trained.")  # fmt: skip
     histories = {plain_text(labels[run.run_id]): run.history for run in found if run.run_id in compare}
     if histories:
         left, right = st.columns(2)
         left.markdown("Validation accuracy")
-        left.plotly_chart(plots.compare_runs(histories, "val_accuracy"), key="train_compare_accuracy")
+        left.plotly_chart(training_plots.compare_runs(histories, "val_accuracy"), key="train_compare_accuracy")
         right.markdown("Validation loss")
-        right.plotly_chart(plots.compare_runs(histories, "val_loss"), key="train_compare_loss")
+        right.plotly_chart(training_plots.compare_runs(histories, "val_loss"), key="train_compare_loss")
     st.caption(f"Total training time of these runs: {format_seconds(sum(run.elapsed_s for run in found))}.")
 
 
@@ -131,6 +146,6 @@ def _draw_shared(run_id: str) -> None:
     if run.message:
         st.info(plain(run.message))
     if run.history.get("loss"):
-        st.plotly_chart(plots.training_curves(run.history, [], [], []), key="train_shared_curves")
+        st.plotly_chart(training_plots.training_curves(run.history, [], [], []), key="train_shared_curves")
     if run.history.get("learning_rate"):
-        st.plotly_chart(plots.rate_and_speed(run.history), key="train_shared_rate_speed")
+        st.plotly_chart(training_plots.rate_and_speed(run.history), key="train_shared_rate_speed")

@@ -20,6 +20,7 @@ TRAIN_CONFIG = "train_config"  # the TrainConfig the Train page edits
 JOB_IDS = "job_ids"  # this session's training jobs, oldest first
 SELECTED_JOB = "selected_job"  # the job the Train and Predict pages show
 CUSTOM_DATASETS = "custom_datasets"  # name → Dataset built from this user's own images
+DRAFTS_TO_RESTORE = "drafts_to_restore"  # a new session's default drafts, to be replaced by its selected run's
 
 DEFAULT_DATASET = DatasetChoice("fashion_mnist", {})
 FALLBACK_DATASET = DatasetChoice("shapes", {"count_per_class": 600, "image_size": 28, "colour": False, "seed": 0, "clutter": False})
@@ -58,9 +59,11 @@ def init_state() -> None:
         SELECTED_JOB: _run_from_url,
         CUSTOM_DATASETS: dict,
     }
-    for key, make in defaults.items():
-        if key not in st.session_state:
-            st.session_state[key] = make()
+    fresh = [key for key in defaults if key not in st.session_state]
+    for key in fresh:
+        st.session_state[key] = defaults[key]()
+    if OWNER in fresh:  # a new session (a reload, a new tab): drafts made here may be restored from the user's runs
+        st.session_state[DRAFTS_TO_RESTORE] = [key for key in (DATASET_CHOICE, MODEL_SPEC, TRAIN_CONFIG) if key in fresh]
     # A page switch drops the query string: put the tokens back so a reload finds this user's runs.
     if st.query_params.get(OWNER_PARAM) != st.session_state[OWNER]:
         st.query_params[OWNER_PARAM] = st.session_state[OWNER]

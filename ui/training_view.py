@@ -7,7 +7,7 @@ import dataclasses
 import streamlit as st
 
 from dcnn_core.design import recipes
-from dcnn_core.results import plots
+from dcnn_core.results import plots, training_plots
 from dcnn_core.room.rules import Refused
 from dcnn_core.training.config import OPTIMIZERS, SCHEDULES, Augmentation, TrainConfig, schedule_preview
 from dcnn_core.training.engine import RunInfo
@@ -122,7 +122,7 @@ def config_controls(dataset) -> TrainConfig:
     st.session_state[state.TRAIN_CONFIG] = config
     with schedule_tab:
         note = "drawn without drops: plateau drops depend on the validation loss" if config.schedule == "plateau" else ""
-        st.plotly_chart(plots.schedule_plot(schedule_preview(config), note), key="train_schedule_preview")
+        st.plotly_chart(training_plots.schedule_plot(schedule_preview(config), note), key="train_schedule_preview")
     with augmentation_tab:
         _augmentation_preview(dataset, config)
     return config
@@ -229,11 +229,13 @@ def draw_run(run: RunInfo, was_active: bool) -> None:
         else:
             show_outcome(progress)
             if progress.status in (Status.FINISHED, Status.STOPPED):
+                st.page_link("pages/predict.py", label="Try it on your photo", icon=":material/photo_camera:")
                 _continue_controls(resources.engine().run(run.run_id) or run)
     if progress.history["loss"] or progress.batch_loss:
-        curves = lambda: plots.training_curves(progress.history, progress.batch_steps, progress.batch_loss, progress.batch_accuracy,
-                                               progress.fine_tune_from)  # fmt: skip
+        curves = lambda: training_plots.training_curves(
+            progress.history, progress.batch_steps, progress.batch_loss, progress.batch_accuracy, progress.fine_tune_from
+        )
         st.plotly_chart(resources.live_figure(run.run_id, "curves", progress.version, curves), key="train_curves")
     if progress.history["learning_rate"]:
-        speed = lambda: plots.rate_and_speed(progress.history)
+        speed = lambda: training_plots.rate_and_speed(progress.history)
         st.plotly_chart(resources.live_figure(run.run_id, "speed", len(progress.history["learning_rate"]), speed), key="train_rate_speed")

@@ -8,15 +8,17 @@ from; the training code mirrors the app's: the seeded validation split
 stopping that restores the weights of the epoch with the best validation loss. A pretrained
 backbone is written as ``backbones.attach`` builds it (resize, grey repeated to RGB, the
 keras.applications network with its own preprocessing, frozen), followed by the job's two phases:
-the head first, then the top N backbone layers fine-tuned at the lower rate.
+the head first, then the top N backbone layers fine-tuned at the lower rate. This module writes
+the model, the data loader and the script around them; the training functions are written by
+``codegen_training``.
 """
 
 from __future__ import annotations
 
 from dcnn_core import naming
-from dcnn_core.design import backbones, plan
+from dcnn_core.design import backbones, codegen_training, plan
 from dcnn_core.design.spec import Backbone, ModelSpec
-from dcnn_core.training.config import TrainConfig, optimizer_arguments
+from dcnn_core.training.config import TrainConfig
 
 _KERAS_LOADERS = {"fashion_mnist": "fashion_mnist", "mnist": "mnist", "cifar10": "cifar10"}
 
@@ -113,189 +115,6 @@ def _data_code(dataset_key: str) -> list[str]:
     ]
 
 
-def _optimizer_code(config: TrainConfig) -> str:
-    """The call ``training_config.build_optimizer`` makes, as code."""
-    name, arguments = optimizer_arguments(config)
-    return f"keras.optimizers.{name}({', '.join(f'{key}={value!r}' for key, value in arguments.items())})"
-
-
-def _split_code() -> list[str]:
-    return [
-        "def split_train_validation(x, y):",
-        '    """The app\'s seeded split: the same images are held out to validate every epoch."""',
-        "    order = np.random.default_rng(SEED).permutation(len(x))",
-        "    cut = int(round(len(order) * (1 - VALIDATION_SPLIT))) if VALIDATION_SPLIT > 0 else len(order)",
-        "    train, validation = np.sort(order[:cut]), np.sort(order[cut:])",
-        "    return x[train], y[train], x[validation], y[validation]",
-    ]
-
-
-def _augmentation_code(config: TrainConfig) -> list[str]:
-    """Keras preprocessing layers, as ``pipeline.augmentation_layers`` makes them (same seeds)."""
-    augmentation = config.augmentation
-    steps = []
-    if augmentation.flip:
-        steps.append("layers.RandomFlip('horizontal', seed=SEED)")
-    if augmentation.rotation > 0:
-        steps.append(f"layers.RandomRotation({augmentation.rotation!r}, fill_mode='constant', seed=SEED + 1)")
-    if augmentation.zoom > 0:
-        steps.append(f"layers.RandomZoom({augmentation.zoom!r}, fill_mode='constant', seed=SEED + 2)")
-    if augmentation.shift > 0:
-        steps.append(f"layers.RandomTranslation({augmentation.shift!r}, {augmentation.shift!r}, fill_mode='constant', seed=SEED + 3)")
-    if augmentation.contrast > 0:
-        steps.append(f"layers.RandomContrast({augmentation.contrast!r}, value_range=(0, 255), seed=SEED + 4)")
-    return [
-        "def augmentation():",
-        '    """Random changes to training images only, a fresh draw every epoch."""',
-        "    return keras.Sequential([",
-        *(f"        {step}," for step in steps),
-        "    ], name='augmentation')",
-    ]
-
-
-def _pipeline_code(config: TrainConfig) -> list[str]:
-    lines = [
-        "def training_data(x, y):",
-        '    """Shuffled (seeded, again every epoch), batched, augmented batches of uint8 images."""',
-        "    data = tf.data.Dataset.from_tensor_slices((x, y.astype('int32')))",
-        "    data = data.shuffle(len(x), seed=SEED, reshuffle_each_iteration=True).batch(BATCH_SIZE)",
-    ]
-    if config.augmentation.active:
-        lines += [
-            "    augment = augmentation()",
-            "    data = data.map(lambda images, labels: (augment(tf.cast(images, 'float32'), training=True), labels))",
-        ]
-    return [*lines, "    return data.prefetch(2)"]
-
-
-def _class_weights_code(num_classes: int) -> list[str]:
-    return [
-        f"def class_weights(labels, num_classes={num_classes}):",
-        '    """Weights proportional to 1/frequency, averaging 1 over the images (absent classes get 1)."""',
-        "    counts = np.bincount(labels, minlength=num_classes).astype(float)",
-        "    weights = np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)), 1.0)",
-        "    return {index: float(weight) for index, weight in enumerate(weights)}",
-    ]
-
-
-_SCHEDULED = ("step", "cosine")  # schedules written as a function of the epoch
-
-
-def _schedule_code(config: TrainConfig) -> list[str]:
-    """``training_config.scheduled_rate`` for the step and cosine schedules, as code (epochs counted in a phase)."""
-    if config.schedule == "step":
-        body = f"    return base_rate * {config.step_factor!r} ** (epoch // {config.step_every})"
-    else:
-        body = "    return base_rate * 0.5 * (1 + math.cos(math.pi * min(epoch, epochs) / max(1, epochs)))"
-    return [
-        f"def learning_rate(epoch, base_rate={float(config.learning_rate)!r}, epochs=EPOCHS):",
-        f'    """The {config.schedule} schedule: the rate of each epoch (0-based) of a training phase."""',
-        body,
-    ]
-
-
-def _callbacks_code(config: TrainConfig) -> list[str]:
-    callbacks = []
-    signature = "def callbacks():"
-    if config.schedule == "plateau":
-        plateau = f"monitor='val_loss', factor={config.step_factor!r}, patience={config.patience}"
-        callbacks.append(f"keras.callbacks.ReduceLROnPlateau({plateau})")
-    elif config.schedule in _SCHEDULED:
-        signature = f"def callbacks(first_epoch=0, base_rate={float(config.learning_rate)!r}, epochs=EPOCHS):"
-        callbacks.append("keras.callbacks.LearningRateScheduler(lambda epoch, rate: learning_rate(epoch - first_epoch, base_rate, epochs))")
-    if config.early_stopping:
-        # Stops after `patience` epochs without a lower validation loss; restores the best epoch's weights.
-        callbacks.append(f"keras.callbacks.EarlyStopping(monitor='val_loss', patience={config.patience}, restore_best_weights=True)")
-    return [signature, "    return [", *(f"        {callback}," for callback in callbacks), "    ]"]
-
-
-def _fit_code(config: TrainConfig, target: str, epochs: str, callbacks: str, initial_epoch: str | None = None) -> list[str]:
-    return [
-        f"    {target} = model.fit(",
-        "        training_data(x_fit, y_fit),",
-        f"        epochs={epochs},",
-        *([f"        initial_epoch={initial_epoch},"] if initial_epoch else []),
-        "        validation_data=(x_validation, y_validation) if len(x_validation) else None,",
-        "        validation_batch_size=max(256, BATCH_SIZE),",
-        f"        class_weight={'class_weights(y_fit)' if config.class_weights else 'None'},",
-        f"        callbacks={callbacks},",
-        "        shuffle=False,  # training_data shuffles, seeded",
-        "        verbose=2,",
-        "    )",
-    ]
-
-
-def _compile_code(config: TrainConfig) -> str:
-    return f"    model.compile(optimizer={_optimizer_code(config)}, loss='sparse_categorical_crossentropy', metrics=['accuracy'])"
-
-
-def _unfreeze_code(spec: ModelSpec, channels: int) -> list[str]:
-    """``backbones.unfreeze_top`` for this design's layer names, as code."""
-    names = [node.name for node in plan.expand(spec, 2, channels=channels)]
-    before = max(names.index(name) for name in backbones.BEFORE_BACKBONE if name in names)
-    head = next(name for name in backbones.HEAD_START if name in names)
-    return [
-        "def unfreeze_top(model, count):",
-        '    """Phase 2: the top `count` backbone layers with weights become trainable; batch norm stays frozen (inference mode)."""',
-        "    names = [layer.name for layer in model.layers]",
-        f"    backbone = model.layers[names.index({names[before]!r}) + 1 : names.index({head!r})]",
-        f"    tunable = [layer for layer in backbone if layer.weights and type(layer).__name__ not in {backbones.NEVER_UNFROZEN!r}]",
-        "    for layer in tunable[len(tunable) - count :]:",
-        "        layer.trainable = True",
-    ]
-
-
-def _fine_tune_code(spec: ModelSpec, config: TrainConfig) -> list[str]:
-    """Phase 2 inside ``train``: unfreeze the top layers, compile at the lower rate, fit on from where phase 1 ended."""
-    phase2 = backbones.fine_tune_config(config, spec.backbone)
-    scheduled = config.schedule in _SCHEDULED
-    callbacks = f"callbacks(first_epoch, {float(phase2.learning_rate)!r}, FINE_TUNE_EPOCHS)" if scheduled else "callbacks()"
-    return [
-        "    # Phase 2: fine-tune the top backbone layers at the lower rate (Keras fixes what it trains at compile time).",
-        "    unfreeze_top(model, FINE_TUNE_LAYERS)",
-        _compile_code(phase2),
-        "    first_epoch = len(history.epoch)  # phase 1 may have stopped early: phase 2 still gets all its epochs",
-        *_fit_code(config, "phase2", "first_epoch + FINE_TUNE_EPOCHS", callbacks, "first_epoch"),
-        "    for key, values in phase2.history.items():",
-        "        history.history[key] = history.history.get(key, []) + values",
-        "    history.epoch += phase2.epoch",
-    ]
-
-
-def _training_code(spec: ModelSpec, config: TrainConfig, num_classes: int, channels: int) -> list[str]:
-    """Functions for the split, the data pipeline, class weights, the schedule and callbacks, then ``train``."""
-    fine_tunes = backbones.fine_tunes(spec)
-    parts = [_split_code()]
-    if config.augmentation.active:
-        parts.append(_augmentation_code(config))
-    parts.append(_pipeline_code(config))
-    if config.class_weights:
-        parts.append(_class_weights_code(num_classes))
-    if config.schedule in _SCHEDULED:
-        parts.append(_schedule_code(config))
-    parts.append(_callbacks_code(config))
-    if fine_tunes:
-        parts.append(_unfreeze_code(spec, channels))
-    parts.append(
-        [
-            "def train(x_train, y_train):",
-            '    """Build, compile and fit as DCNN Studio does; returns the model and its history."""',
-            "    keras.utils.set_random_seed(SEED)  # the initial weights and dropout follow the seed",
-            "    model = build_model()",
-            _compile_code(config),
-            "    x_fit, y_fit, x_validation, y_validation = split_train_validation(x_train, y_train)",
-            *(["    # Phase 1: the pretrained backbone frozen, the head trains."] if spec.backbone is not None else []),
-            *_fit_code(config, "history", "EPOCHS", "callbacks()"),
-            *(_fine_tune_code(spec, config) if fine_tunes else []),
-            "    return model, history",
-        ]
-    )
-    lines: list[str] = []
-    for part in parts:
-        lines += [*part, "", ""]
-    return lines[:-2]
-
-
 def _backbone_doc(spec: ModelSpec) -> list[str]:
     if spec.backbone is None:
         return []
@@ -348,7 +167,7 @@ def generate_script(spec: ModelSpec, input_shape: tuple[int, int, int], num_clas
         *_data_code(dataset_key),
         "",
         "",
-        *_training_code(spec, config, num_classes, input_shape[-1]),
+        *codegen_training.training_code(spec, config, num_classes, input_shape[-1]),
         "",
         "",
         "def main():",

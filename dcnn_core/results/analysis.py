@@ -14,8 +14,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import numpy as np
+
 from dcnn_core.data.datasets import Dataset
-from dcnn_core.results import evaluation
+from dcnn_core.results import evaluation, explain, projection
 
 
 class TrainedModel(Protocol):
@@ -47,7 +49,7 @@ class RunAnalysis:
     def __init__(self, run: TrainedModel):
         self.run = run
         self.version = version_of(run)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: one result may be computed from another (filters from their weights)
         self._results: dict[str, Any] = {}
 
     def get(self, name: str, compute: Callable[[], Any]) -> Any:
@@ -60,6 +62,37 @@ class RunAnalysis:
     def has(self, name: str) -> bool:
         with self._lock:
             return name in self._results
+
+    # --- one image at a time: what the model predicts, and what it looks at ---------------------------
+
+    def probabilities(self, image: np.ndarray) -> np.ndarray:
+        """The class probabilities for one uint8 image (H, W, C)."""
+        return evaluation.predict_probabilities(self.run.model, image[None])[0]
+
+    def has_convolutions(self) -> bool:
+        return self.get("has_convolutions", lambda: bool(explain.conv_layers(self.run.model)))
+
+    def heatmap(self, image: np.ndarray, class_index: int, method: str) -> explain.Heatmap:
+        """Where the evidence for ``class_index`` lies (``explain.GRAD_CAM`` or ``explain.SALIENCY``)."""
+        explainer = explain.grad_cam if method == explain.GRAD_CAM else explain.saliency
+        return explainer(self.run.model, image, class_index)
+
+    def feature_maps(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        """Each convolution's output for one image, input to output."""
+        return dict(explain.feature_maps(self.run.model, image))
+
+    def first_layer_filters(self) -> np.ndarray:
+        return self.get("first_layer_filters", lambda: explain.first_layer_filters(self.run.model))
+
+    # --- the whole test set ----------------------------------------------------------------------------
+
+    def projection(self, method: str) -> projection.Projection:
+        """The test images' last hidden features in 2-D (``projection.PCA`` or ``projection.TSNE``)."""
+        return self.get(method, lambda: projection.project(self.run.model, self.run.dataset.x_test, method))
+
+    def features_problem(self) -> str | None:
+        """Why the learned features cannot be shown for this model, or None."""
+        return self.get("features_problem", lambda: projection.features_problem(self.run.model))
 
     def evaluation(self) -> evaluation.Evaluation:
         """Accuracy, loss, confusion matrix and per-class report on the test split."""

@@ -8,20 +8,14 @@ layers are built once per model and kept while the model lives.
 
 from __future__ import annotations
 
-import threading
-import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from dcnn_core.runtime import import_keras
+from dcnn_core.results.submodels import cached_submodel
 
 CONV_CLASSES = ("Conv2D", "SeparableConv2D")
 GRAD_CAM, SALIENCY = "grad-cam", "saliency"
-
-_submodels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → {name: derived keras.Model}
-_submodels_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -32,18 +26,6 @@ class Heatmap:
     method: str  # GRAD_CAM, or SALIENCY when the model has no convolution (or it was asked for)
     layer: str | None  # the convolution layer Grad-CAM used
     note: str  # one sentence for the page, e.g. why saliency was used instead
-
-
-def cached_submodel(model, name: str, outputs: Callable[[], object]):
-    """A ``keras.Model(model.input, outputs())`` built once per model and name."""
-    with _submodels_lock:
-        per_model = _submodels.setdefault(model, {})
-        if name not in per_model:
-            keras = import_keras()
-            if len(model.inputs) != 1:
-                raise ValueError("Only models with one image input can be looked inside.")
-            per_model[name] = keras.Model(model.inputs[0], outputs(), name=f"{model.name}_{name}")
-        return per_model[name]
 
 
 def conv_layers(model) -> list:

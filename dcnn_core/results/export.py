@@ -24,6 +24,7 @@ import numpy as np
 from dcnn_core.data import safe_zip
 from dcnn_core.data.datasets import Dataset
 from dcnn_core.results import keras_check
+from dcnn_core.results.keras_layers import ConfigRefused
 from dcnn_core.runtime import import_keras
 
 MAX_IMPORT_BYTES = 50 * 1024 * 1024
@@ -231,7 +232,7 @@ def _check_config(
     """Shapes and size from config.json alone, so nothing is allocated for a model that will be refused."""
     try:
         summary = keras_check.summarise(config)
-    except keras_check.ConfigRefused as error:
+    except ConfigRefused as error:
         raise ImportRefused(f"'{name}' was refused: {error}.") from error
     _check_input_shape(summary.input_shape, name, input_shape)
     if summary.output_shape != (num_classes,):
@@ -243,7 +244,7 @@ def _check_config(
         )
     try:
         keras_check.check_weights_size(summary, weights_bytes)
-    except keras_check.ConfigRefused as error:
+    except ConfigRefused as error:
         raise ImportRefused(f"'{name}' was refused: {error}.") from error
 
 

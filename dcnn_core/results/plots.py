@@ -1,4 +1,11 @@
-"""Plot builders: arrays in, ``plotly.graph_objects.Figure`` out. Only pages draw them."""
+"""Plot builders: arrays in, ``plotly.graph_objects.Figure`` out. Only pages draw them.
+
+Here are the shared pieces (the colours, user text shown as typed, images as data URIs) and
+the figures of a data set, a design and a test set: image grids, class counts, pixel
+intensities, the architecture diagram, the confusion matrix and the top predictions. A
+training run's figures are in ``training_plots``, the looks inside a network in
+``explain_plots``.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ def plain_text(text: str) -> str:
     return html.escape(str(text), quote=False)
 
 
-def _png_uri(pixels: np.ndarray) -> str:
+def png_uri(pixels: np.ndarray) -> str:
     """A data URI of a uint8 image, (H, W) or (H, W, 1|3)."""
     pixels = np.asarray(pixels)
     if pixels.ndim == 3 and pixels.shape[-1] == 1:
@@ -39,7 +46,7 @@ def image_grid(images: np.ndarray, titles: list[str], columns: int = 6, tile_px:
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.4 / rows)
     for index, pixels in enumerate(images):
         row, col = divmod(index, columns)
-        fig.add_trace(go.Image(source=_png_uri(pixels), hoverinfo="skip"), row=row + 1, col=col + 1)
+        fig.add_trace(go.Image(source=png_uri(pixels), hoverinfo="skip"), row=row + 1, col=col + 1)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     fig.update_annotations(font_size=12)
@@ -66,97 +73,6 @@ def pixel_histogram(images: np.ndarray, sample: int = 2000) -> go.Figure:
         title="Pixel intensities", barmode="overlay", bargap=0, xaxis_title="value (0–255)",
         yaxis_title="pixels", yaxis_type="log", height=320, margin=dict(t=40, b=10),
     )  # fmt: skip
-    return fig
-
-
-def smooth(values, weight: float = 0.9) -> np.ndarray:
-    """Exponential moving average, as TensorBoard smooths noisy per-batch curves (non-finite values pass through)."""
-    smoothed, last = np.empty(len(values)), None
-    for index, value in enumerate(values):
-        if not math.isfinite(value):
-            smoothed[index] = value
-            continue
-        last = value if last is None else weight * last + (1 - weight) * value
-        smoothed[index] = last
-    return smoothed
-
-
-def _side_by_side(titles: tuple[str, str], height: int, uirevision: str, x_title: str = "epoch") -> dict:
-    """Layout of two plots side by side, written directly (``make_subplots`` costs ~10 ms a call; these are redrawn every second)."""
-    axes = {}
-    for number, domain in ((1, [0.0, 0.45]), (2, [0.55, 1.0])):
-        suffix = "" if number == 1 else str(number)
-        axes[f"xaxis{suffix}"] = dict(domain=domain, anchor=f"y{suffix}", title=dict(text=x_title), rangemode="tozero")
-        axes[f"yaxis{suffix}"] = dict(anchor=f"x{suffix}", rangemode="tozero")
-    annotations = [dict(text=title, x=sum(domain) / 2, y=1.0, xref="paper", yref="paper", xanchor="center", yanchor="bottom",
-                        showarrow=False, font=dict(size=16))
-                   for title, domain in zip(titles, ([0.0, 0.45], [0.55, 1.0]), strict=True)]  # fmt: skip
-    return dict(axes, annotations=annotations, height=height, margin=dict(t=40, b=10), uirevision=uirevision)
-
-
-def training_curves(
-    history: dict[str, list[float]],
-    batch_steps: list[float],
-    batch_loss: list[float],
-    batch_accuracy: list[float],
-    fine_tune_from: int | None = None,
-) -> go.Figure:
-    """Loss and accuracy: per batch (raw and smoothed) and per epoch, training and validation; a line where fine-tuning began."""
-    epochs = np.arange(1, len(history.get("loss", [])) + 1)
-    # numpy arrays: Plotly validates and sends them as packed binary, several times cheaper than lists (redrawn every second)
-    batch_steps, batch_loss, batch_accuracy = (np.asarray(values, np.float64) for values in (batch_steps, batch_loss, batch_accuracy))
-    traces = []
-    for col, (metric, batch_values) in enumerate((("loss", batch_loss), ("accuracy", batch_accuracy)), start=1):
-        axes = dict(xaxis="x" if col == 1 else "x2", yaxis="y" if col == 1 else "y2", showlegend=col == 1)
-        traces += [
-            go.Scatter(x=batch_steps, y=batch_values, name="training, per batch", mode="lines", line=dict(color=TRAIN_COLOUR, width=1),
-                       opacity=0.2, legendgroup="batch", **axes),
-            go.Scatter(x=batch_steps, y=smooth(batch_values), name="training, smoothed", mode="lines",
-                       line=dict(color=TRAIN_COLOUR, width=2), legendgroup="smooth", **axes),
-            go.Scatter(x=epochs, y=np.asarray(history.get(metric, []), np.float64), name="training, end of epoch", mode="markers",
-                       marker=dict(color=TRAIN_COLOUR, size=7, symbol="circle-open"), legendgroup="train", **axes),
-        ]  # fmt: skip
-        validation = history.get(f"val_{metric}", [])
-        if any(math.isfinite(v) for v in validation):
-            traces.append(go.Scatter(x=epochs, y=np.asarray(validation, np.float64), name="validation", mode="lines+markers",
-                                     line=dict(color=VALIDATION_COLOUR), legendgroup="val", **axes))  # fmt: skip
-    layout = _side_by_side(("Loss", "Accuracy"), 360, "training-curves")
-    if fine_tune_from is not None:
-        line = dict(type="line", x0=fine_tune_from, x1=fine_tune_from, y0=0, y1=1, line=dict(dash="dash", color="grey"))
-        layout["shapes"] = [dict(line, xref="x", yref="y domain"), dict(line, xref="x2", yref="y2 domain")]
-        layout["annotations"] = [*layout["annotations"], dict(text="fine-tuning →", x=fine_tune_from, y=1, xref="x", yref="y domain",
-                                                              xanchor="left", yanchor="top", showarrow=False)]  # fmt: skip
-    return go.Figure(data=traces, layout=dict(layout, legend=dict(orientation="h", y=-0.22)))
-
-
-def rate_and_speed(history: dict[str, list[float]]) -> go.Figure:
-    """Learning rate and throughput (images per second) per epoch."""
-    epochs = np.arange(1, len(history.get("learning_rate", [])) + 1)
-    layout = _side_by_side(("Learning rate", "Images per second"), 260, "rate-and-speed")
-    layout["yaxis"] = dict(layout["yaxis"], type="log", rangemode=None)
-    traces = [
-        go.Scatter(x=epochs, y=np.asarray(history.get("learning_rate", []), np.float64), mode="lines+markers", showlegend=False),
-        go.Bar(x=epochs, y=np.asarray(history.get("images_per_s", []), np.float64), showlegend=False, marker_color=TRAIN_COLOUR,
-               xaxis="x2", yaxis="y2"),
-    ]  # fmt: skip
-    return go.Figure(data=traces, layout=layout)
-
-
-def schedule_plot(rates: list[float], note: str = "") -> go.Figure:
-    fig = go.Figure(go.Scatter(x=list(range(1, len(rates) + 1)), y=rates, mode="lines+markers", line_shape="hv"))
-    fig.update_layout(title="Learning rate per epoch" + (f" — {note}" if note else ""), xaxis_title="epoch", yaxis_type="log",
-                      height=240, margin=dict(t=40, b=10))  # fmt: skip
-    return fig
-
-
-def compare_runs(histories: dict[str, dict[str, list[float]]], metric: str = "val_accuracy") -> go.Figure:
-    """One line per run for ``metric`` (per epoch)."""
-    fig = go.Figure()
-    for label, history in histories.items():
-        values = history.get(metric, [])
-        fig.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=values, mode="lines+markers", name=label))
-    fig.update_layout(xaxis_title="epoch", yaxis_title=metric.replace("_", " "), height=340, margin=dict(t=20, b=10),
-                      uirevision=f"compare-{metric}", legend=dict(orientation="h", y=-0.25))  # fmt: skip
     return fig
 
 
@@ -256,106 +172,6 @@ def comparison_bars(names: list[str], values: list[float], title: str, value_for
     fig = go.Figure(go.Bar(x=names, y=values, marker_color=[TRAIN_COLOUR, VALIDATION_COLOUR][: len(names)] * 2,
                            text=[f"{v:{value_format}}" for v in values]))  # fmt: skip
     fig.update_layout(title=title, height=260, margin=dict(t=40, b=10))
-    return fig
-
-
-# --- looking inside a network ------------------------------------------------------------------
-
-
-def _as_rgb(image: np.ndarray) -> np.ndarray:
-    """A uint8 (H, W, 3) copy of a gray or colour image."""
-    pixels = np.asarray(image)
-    if pixels.ndim == 3 and pixels.shape[-1] == 1:
-        pixels = pixels[..., 0]
-    if pixels.ndim == 2:
-        pixels = np.stack([pixels] * 3, axis=-1)
-    return np.clip(pixels, 0, 255).astype(np.uint8)
-
-
-def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, title: str = "", opacity: float = 0.5) -> go.Figure:
-    """The image, and beside it the same image under a heatmap (e.g. Grad-CAM) in [0, 1]."""
-    heatmap = np.asarray(heatmap, np.float32)
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Input", plain_text(title) or "Heatmap"), horizontal_spacing=0.04)
-    source = _png_uri(_as_rgb(image))
-    fig.add_trace(go.Image(source=source, hoverinfo="skip"), row=1, col=1)
-    fig.add_trace(go.Image(source=source, hoverinfo="skip"), row=1, col=2)
-    fig.add_trace(
-        go.Heatmap(z=heatmap, zmin=0, zmax=1, colorscale="Jet", opacity=opacity, showscale=True,
-                   colorbar=dict(thickness=10, len=0.9), hovertemplate="row %{y}, column %{x}: %{z:.2f}<extra></extra>"),
-        row=1, col=2,
-    )  # fmt: skip
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
-    fig.update_yaxes(scaleanchor="x2", row=1, col=2)
-    fig.update_layout(height=300, margin=dict(l=5, r=5, t=30, b=5))
-    return fig
-
-
-def _tile_grid(count: int, columns: int, titles: list[str], tile_px: int, spacing: float = 0.02):
-    columns = max(1, min(columns, count))
-    rows = max(1, math.ceil(count / columns))
-    fig = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=spacing, vertical_spacing=0.3 / rows)
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False, autorange="reversed")
-    fig.update_annotations(font_size=10)
-    fig.update_layout(height=rows * tile_px + 40, margin=dict(l=5, r=5, t=30, b=5))
-    return fig, columns
-
-
-def feature_map_grid(maps: np.ndarray, max_channels: int = 16, columns: int = 8) -> go.Figure:
-    """The first ``max_channels`` channels of one layer's output (H, W, C), each as a gray tile."""
-    maps = np.asarray(maps, np.float32)
-    shown = min(max_channels, maps.shape[-1])
-    fig, columns = _tile_grid(shown, columns, [f"channel {c}" for c in range(shown)], tile_px=100)
-    for channel in range(shown):
-        row, col = divmod(channel, columns)
-        fig.add_trace(
-            go.Heatmap(z=maps[..., channel], colorscale="Gray", showscale=False,
-                       hovertemplate=f"channel {channel}<br>row %{{y}}, column %{{x}}: %{{z:.3f}}<extra></extra>"),
-            row=row + 1, col=col + 1,
-        )  # fmt: skip
-    return fig
-
-
-def filters_grid(filters: np.ndarray, max_filters: int = 32, columns: int = 8) -> go.Figure:
-    """First-layer kernels (k, k, in, out) scaled to 0..1: colour tiles for 3 inputs, else gray (mean over inputs)."""
-    filters = np.asarray(filters, np.float32)
-    shown = min(max_filters, filters.shape[-1])
-    fig, columns = _tile_grid(shown, columns, [f"filter {f}" for f in range(shown)], tile_px=80)
-    for index in range(shown):
-        row, col = divmod(index, columns)
-        kernel = filters[..., index]
-        if kernel.shape[-1] == 3:
-            trace = go.Image(z=np.rint(kernel * 255).astype(np.uint8), hoverinfo="skip")
-        else:
-            trace = go.Heatmap(z=kernel.mean(axis=-1), zmin=0, zmax=1, colorscale="Gray", showscale=False,
-                               hovertemplate=f"filter {index}: %{{z:.2f}}<extra></extra>")  # fmt: skip
-        fig.add_trace(trace, row=row + 1, col=col + 1)
-    return fig
-
-
-def projection_scatter(points: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...], indices: np.ndarray | None = None,
-                       title: str = "") -> go.Figure:  # fmt: skip
-    """2-D points, one colour per class; hovering shows the class and the test image's number."""
-    points = np.asarray(points)
-    labels = np.asarray(labels)
-    indices = np.arange(len(points)) if indices is None else np.asarray(indices)
-    fig = go.Figure()
-    for label, name in enumerate(class_names):
-        members = np.flatnonzero(labels == label)
-        if not len(members):
-            continue
-        shown = plain_text(name)
-        fig.add_trace(
-            go.Scatter(x=points[members, 0], y=points[members, 1], mode="markers", name=shown, customdata=indices[members],
-                       marker=dict(size=6, opacity=0.75),
-                       hovertemplate=f"{shown}<br>test image #%{{customdata}}<extra></extra>"),
-        )  # fmt: skip
-    fig.update_xaxes(showticklabels=False, zeroline=False)
-    fig.update_yaxes(showticklabels=False, zeroline=False)
-    fig.update_layout(
-        title=plain_text(title), height=460, margin=dict(t=40, b=10), uirevision="projection", legend=dict(itemsizing="constant")
-    )
     return fig
 
 

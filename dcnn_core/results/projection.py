@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dcnn_core.results.explain import cached_submodel
+from dcnn_core.results.submodels import cached_submodel
 
 PCA, TSNE = "PCA", "t-SNE"
 TSNE_LIMIT = 1500  # t-SNE is O(n log n) at best and slow on a shared CPU: at most this many points
@@ -96,6 +96,15 @@ def tsne_2d(features: np.ndarray, seed: int = 0) -> np.ndarray:
     perplexity = float(min(30.0, (count - 1) / 3))
     embedding = SklearnTSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed)
     return embedding.fit_transform(np.asarray(features, np.float32))
+
+
+def features_problem(model) -> str | None:
+    """Why this model's last hidden features cannot be projected, or None when they can."""
+    try:
+        penultimate_layer(model)
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def project(model, images: np.ndarray, method: str = PCA, seed: int = 0) -> Projection:

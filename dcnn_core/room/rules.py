@@ -133,12 +133,11 @@ class ServerRules:
             return RoomPlan(RunLimits(), epochs, "")
         room = self.limits
         minutes = room.max_train_minutes
-        limits = RunLimits(images_per_epoch=room.images_per_epoch, max_compute_s=minutes * 60.0 if minutes else None)
-        parts = [limits.describe()] if limits.describe() else []
+        limits = RunLimits(images_per_epoch=room.images_per_epoch, max_compute_s=minutes * 60.0 if minutes else None,
+                           max_epochs=room.max_epochs)  # fmt: skip
         if room.max_epochs is not None:
             epochs = min(epochs, room.max_epochs)
-            parts.append(f"at most {room.max_epochs} epochs")
-        line = f"This server is shared with the room: each run trains {'; '.join(parts)}." if parts else ""
+        line = f"This server is shared with the room: each run trains {limits.describe()}." if limits.describe() else ""
         return RoomPlan(limits, epochs, line)
 
     @property

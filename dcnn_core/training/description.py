@@ -20,6 +20,7 @@ class RunLimits:
 
     images_per_epoch: int | None = None  # a fresh random subset of this many training images each epoch
     max_compute_s: float | None = None  # stop (model kept) after this much training time
+    max_epochs: int | None = None  # epochs per session of training (the run's own count is cut to it)
 
     def describe(self) -> str:
         parts = []
@@ -27,6 +28,8 @@ class RunLimits:
             parts.append(f"at most {self.images_per_epoch:,} training images per epoch")
         if self.max_compute_s:
             parts.append(f"at most {self.max_compute_s / 60:g} min of training per run")
+        if self.max_epochs:
+            parts.append(f"at most {self.max_epochs} epochs")
         return "; ".join(parts)
 
     @property
@@ -52,3 +55,21 @@ class RunDescription:
     @property
     def dataset_title(self) -> str:
         return str(self.dataset_ref.get("title") or self.dataset_ref.get("key", ""))
+
+
+class Described:
+    """A run's description fields, read-only, for anything that holds a ``description`` (a job here, a mirror of one elsewhere)."""
+
+    description: RunDescription
+
+    job_id = property(lambda self: self.description.run_id)
+    owner = property(lambda self: self.description.owner)
+    spec = property(lambda self: self.description.spec)
+    config = property(lambda self: self.description.config)
+    dataset_ref = property(lambda self: self.description.dataset_ref)
+    strategy = property(lambda self: self.description.strategy)
+    created_at = property(lambda self: self.description.created_at)
+
+    @property
+    def display_name(self) -> str:
+        return self.spec.name

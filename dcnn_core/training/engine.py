@@ -9,8 +9,8 @@ Every page, the headless CLI, the benchmarks and the tests train through a ``Tra
 - ``runs(owner)`` → that person's runs as ``RunInfo``.
 
 What comes out holds numbers, strings and lists — never a Keras model, an array of images or a lock —
-so the same door works whether runs train in a thread of this process (``dcnn_core.training.local``)
-or in worker processes of a Ray cluster (``dcnn_core.training.ray_engine``). The trained model itself is
+so the same door works whether runs train in a thread of this process (``dcnn_core.training.engines.local``)
+or in worker processes of a Ray cluster (``dcnn_core.training.engines.ray_engine``). The trained model itself is
 the results side's business: ``trained(run_id)`` loads it into this process for prediction.
 """
 

@@ -20,7 +20,7 @@ import time
 from dcnn_core.data.datasets import Dataset
 from dcnn_core.design.spec import ModelSpec
 from dcnn_core.training.config import OPTIMIZERS, Augmentation, TrainConfig
-from dcnn_core.training.description import RunDescription, RunLimits
+from dcnn_core.training.description import Described, RunDescription, RunLimits
 from dcnn_core.training.progress import ACTIVE_STATES, ENDED_STATES, HISTORY_KEYS, MAX_BATCH_POINTS, Progress, ProgressLog, Status
 from dcnn_core.training.scheduler import FairScheduler
 
@@ -35,7 +35,7 @@ QUEUED, RUNNING, FINISHED, STOPPED, FAILED, DIVERGED = (Status.QUEUED, Status.RU
 WAITING = "Waiting for its first turn at the processor…"
 
 
-class TrainingJob:
+class TrainingJob(Described):
     """One run: its state and its controls, safe to call from any thread. The worker is ``lifecycle.run_job``."""
 
     def __init__(self, spec: ModelSpec | RunDescription, dataset: Dataset, config: TrainConfig | None = None, owner: str = "",
@@ -72,15 +72,6 @@ class TrainingJob:
             self._test = outcome.get("test")
             self._ended.set()
 
-    # The description's fields, read-only.
-    job_id = property(lambda self: self.description.run_id)
-    owner = property(lambda self: self.description.owner)
-    spec = property(lambda self: self.description.spec)
-    config = property(lambda self: self.description.config)
-    dataset_ref = property(lambda self: self.description.dataset_ref)
-    strategy = property(lambda self: self.description.strategy)
-    created_at = property(lambda self: self.description.created_at)
-
     @classmethod
     def restored(cls, description: RunDescription, dataset: Dataset, model, outcome: dict) -> TrainingJob:
         """An ended run read back from disk: ``outcome`` has status, message, history, elapsed_s, best_epoch, test."""
@@ -98,14 +89,19 @@ class TrainingJob:
             if self._status == RUNNING:
                 self._message = "Stopping after the batches in progress…"
 
-    def prepare_continue(self, extra_epochs: int) -> None:
-        """Make an ended run ready to train ``extra_epochs`` more, from its current weights (callers hold the registry's lock)."""
+    def prepare_continue(self, extra_epochs: int, limits: RunLimits | None = None) -> None:
+        """Make an ended run ready to train ``extra_epochs`` more, from its current weights (callers hold the registry's lock).
+
+        ``limits``: the room's limits for this session of training (a run started alone and continued in a room gets them).
+        """
         if not self.ended or self.model is None:
             raise ValueError("Only a finished or stopped run with a model can be continued.")
         if self.status in (FAILED, DIVERGED):
             raise ValueError("A failed or diverged run cannot be continued; start a new one.")
         if not 1 <= extra_epochs <= 500:
             raise ValueError("Continue for 1 to 500 more epochs.")
+        if limits is not None:
+            self.description = dataclasses.replace(self.description, limits=limits)
         with self._lock:
             self._log.target_epochs = self._log.epoch + extra_epochs
             self._status, self._message, self._details = QUEUED, WAITING, ""
@@ -139,10 +135,6 @@ class TrainingJob:
     def version(self) -> int:
         with self._lock:
             return self._log.version
-
-    @property
-    def display_name(self) -> str:
-        return self.spec.name
 
     @property
     def has_model(self) -> bool:

@@ -69,6 +69,15 @@ def split_train_validation(dataset: Dataset, fraction: float, seed: int):
     return dataset.x_train[train], dataset.y_train[train], dataset.x_train[val], dataset.y_train[val]
 
 
+def finished_message(done: int, description) -> str:
+    """'Finished 1 epoch.', 'Finished 10 epochs.' — and, when the room's limit set the count, that it did."""
+    text = f"Finished {done} epoch{'' if done == 1 else 's'}."
+    most = description.limits.max_epochs
+    if most is not None and description.config.epochs >= most:
+        text += f" The room's limit is {most} epoch{'' if most == 1 else 's'} per run (shared server); Continue trains more."
+    return text
+
+
 def run_job(job: TrainingJob) -> None:
     """The worker thread's body: wait for turns, train, record the outcome instead of raising."""
     _Lifecycle(job).run()
@@ -166,7 +175,7 @@ class _Lifecycle:
             self.finish(FINISHED, f"Stopped early at epoch {done}: validation loss stopped improving. "
                                   f"The weights of its best epoch ({best}) are restored.")  # fmt: skip
         else:
-            self.finish(FINISHED, f"Finished {done} epochs.")
+            self.finish(FINISHED, finished_message(done, job.description))
 
     def fit(self, train: np.ndarray, val: np.ndarray, per_epoch: int | None) -> None:
         """Train to the target epoch: in one phase, or — with a pretrained backbone — the head first, then fine-tuning."""

@@ -151,7 +151,7 @@ class ProgressLog:
 
     def record_batch(self, batch: int, loss: float, accuracy: float) -> None:
         """``batch``: 0-based index of the last batch done in this epoch (Keras reports chunks by their last batch)."""
-        self.batch = batch + 1
+        self.batch = min(batch + 1, self.batches_per_epoch) if self.batches_per_epoch else batch + 1  # never "340/338"
         self._reports += 1
         if (self._reports - 1) % self._thin == 0:
             self.batch_steps.append(self.epoch + self.batch / max(1, self.batches_per_epoch))

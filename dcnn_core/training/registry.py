@@ -2,7 +2,7 @@
 
 One ``JobRegistry`` per engine. It starts a worker thread per run; the runs take fair turns at the
 processor (``dcnn_core.training.scheduler``), so every attendee's curve moves while others train.
-The rules (who may start what) are ``dcnn_core.room.rules``'s; ``dcnn_core.training.local`` asks them.
+The rules (who may start what) are ``dcnn_core.room.rules``'s; ``dcnn_core.training.engines.local`` asks them.
 """
 
 from __future__ import annotations

@@ -32,13 +32,19 @@ from dcnn_core.room.rules import Refused, RoomPlan
 from dcnn_core.training import runs
 from dcnn_core.training.description import RunDescription
 from dcnn_core.training.engine import RoomState, UnknownRun
-from dcnn_core.training.job import fine_tune_epochs
-from dcnn_core.training.local import SHELF_KEY, LocalEngine
-from dcnn_core.training.progress import Progress, ProgressLog, Status
+from dcnn_core.training.engines.local import SHELF_KEY, LocalEngine
+from dcnn_core.training.engines.mirror import MirroredRun
+from dcnn_core.training.progress import Status
 
 _log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_S = 15.0  # joining (or starting) the cluster; after that, Start is refused with a message
+RECONNECT_EVERY_S = 5.0  # after the cluster was lost or could not be reached
+# Set before Ray is imported. Clusters of this Ray version check a token (written under ~/.ray by `ray start`); a client
+# sends it only in token mode. Short connection attempts: an address that is not (or no longer) a cluster fails in seconds.
+RAY_ENVIRONMENT = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0", "RAY_gcs_server_port_wait_time_s": "2",
+                   "RAY_gcs_rpc_server_connect_timeout_s": "1", "RAY_py_gcs_connect_timeout_s": "1"}  # fmt: skip
+CONNECT_TIMEOUT_S = 15.0  # joining a running cluster; after that, Start is refused with a message
+LOCAL_START_TIMEOUT_S = 90.0  # starting one on this machine (a few seconds, more on a busy machine)
 CALL_TIMEOUT_S = 10.0  # one call to a worker: a start, a stop, a continue
 POLL_EVERY_S = 0.5
 LOADED_MODELS = 8  # ended runs' models kept loaded in the web server for prediction (least recently used leave)
@@ -46,108 +52,10 @@ PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 FORWARDED = ("DCNN_OFFLINE", "DCNN_WEIGHTS_DIR", "DCNN_STANDIN_IMAGES_PER_CLASS", "TF_CPP_MIN_LOG_LEVEL", "KERAS_HOME")
 UNREACHABLE = ("The training cluster cannot be reached right now, so training cannot start. "
                "Try again in a minute; if it lasts, tell the organiser.")  # fmt: skip
+CLUSTER_LOST = ("The training cluster went away while this run trained; the web app goes on. Start it again once the "
+                "organiser has the cluster back (its model up to its last save is kept).")  # fmt: skip
 WORKER_LOST = ("The training worker running this run stopped unexpectedly (its process ended). Other runs go on. "
                "Start it again, or continue it if it was saved after an epoch.")  # fmt: skip
-
-
-class MirroredRun:
-    """A run training in a Ray worker, as this process sees it: its description and a mirror of its progress."""
-
-    def __init__(self, description: RunDescription, worker: int | None, *, record: runs.RunRecord | None = None, stop=None):
-        self.description = description
-        self.worker = worker  # index of the worker holding it (None: ended, on disk)
-        self.last_seen = time.time()
-        self.cursor: tuple | None = None
-        self._stop = stop  # asks the worker holding it to stop it
-        self._lock = threading.Lock()
-        self._ended = threading.Event()
-        self._log = ProgressLog(target_epochs=description.config.epochs + fine_tune_epochs(description.spec))
-        self._status, self._message, self._details = Status.QUEUED, "Handed to a training worker…", ""
-        self._elapsed, self._eta, self._place, self._test = 0.0, None, None, None
-        self._parameters: int | None = None
-        self._saved_model = False
-        if record is not None:  # an ended run read from the runs folder
-            self._log = ProgressLog.restored(record.history, record.best_epoch)
-            self._status, self._message = Status(record.status), record.message
-            self._elapsed = record.elapsed_s
-            self._test = (record.test_accuracy, record.test_loss) if record.test_accuracy is not None else None
-            self._parameters = record.parameters or None
-            self._saved_model = (record.folder / "model.keras").is_file()
-            self._ended.set()
-
-    job_id = property(lambda self: self.description.run_id)
-    owner = property(lambda self: self.description.owner)
-    spec = property(lambda self: self.description.spec)
-    config = property(lambda self: self.description.config)
-    dataset_ref = property(lambda self: self.description.dataset_ref)
-    strategy = property(lambda self: self.description.strategy)
-    created_at = property(lambda self: self.description.created_at)
-    model = None  # never here: the model lives in the worker, then in the runs folder
-
-    @property
-    def status(self) -> Status:
-        with self._lock:
-            return self._status
-
-    @property
-    def ended(self) -> bool:
-        return self._ended.is_set()
-
-    @property
-    def has_model(self) -> bool:
-        return self._saved_model
-
-    @property
-    def parameters(self) -> int | None:
-        return self._parameters
-
-    def touch(self) -> None:
-        self.last_seen = time.time()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._ended.wait(timeout)
-
-    def request_stop(self, reason: str = "") -> None:
-        if self._stop is not None and not self.ended:
-            with self._lock:
-                if self._status == Status.RUNNING:
-                    self._message = "Stopping after the batches in progress…"
-            self._stop(self.job_id, reason)
-
-    def snapshot(self) -> Progress:
-        with self._lock:
-            return self._log.progress(self.job_id, self._status, self._message, self._details, self._elapsed, self._eta,
-                                      self._place, self._test)  # fmt: skip
-
-    def delta(self, cursor: tuple | None) -> tuple[tuple, dict]:
-        with self._lock:
-            return self._log.delta(cursor)
-
-    def apply(self, answer: dict) -> None:
-        """A worker's answer to ``poll`` for this run."""
-        with self._lock:
-            self.cursor = tuple(answer["cursor"])
-            self._log.apply(answer["change"])
-            self._status, self._message, self._details = Status(answer["status"]), answer["message"], answer["details"]
-            self._elapsed, self._eta, self._place = answer["elapsed_s"], answer["eta_s"], answer["queue_position"]
-            self._test = tuple(answer["test"]) if answer["test"] else None
-        if answer["ended"]:
-            self.finish()
-
-    def finish(self, status: Status | None = None, message: str = "") -> None:
-        """The run has ended (``status``: as this process decided, e.g. its worker was lost)."""
-        with self._lock:
-            if status is not None:
-                self._status, self._message, self._eta, self._place = status, message, None, None
-                self._log.version += 1
-        self.worker = None
-        self._saved_model = status is None or self._saved_model
-        self._ended.set()
-
-    def mark_saved(self, record: runs.RunRecord | None) -> None:
-        """What the runs folder holds of it now (None: nothing readable)."""
-        self._parameters = record.parameters or None if record is not None else self._parameters
-        self._saved_model = record is not None and (record.folder / "model.keras").is_file()
 
 
 class RayEngine(LocalEngine):
@@ -163,36 +71,29 @@ class RayEngine(LocalEngine):
         self._shared_data: dict[str, object] = {}  # shelf token → ObjectRef of a user's own images
         self._models: OrderedDict[str, object] = OrderedDict()  # run id → restored TrainingJob with its model
         self._connected = threading.Event()
+        self._settled = threading.Event()  # connected, or given up
         self._connect_error = ""
         self._closed = False
+        self._gcs_address = address
         threading.Thread(target=self._connect_and_poll, name="ray-engine", daemon=True).start()
 
     # --- the door --------------------------------------------------------------------------------
 
-    def submit(self, description: RunDescription) -> str:
-        import dataclasses
+    def _track(self, description: RunDescription, dataset: datasets.Dataset) -> None:
+        self.registry.add_ended(MirroredRun(description, self._least_loaded(), stop=self._stop_remote))  # tracked here
 
-        dataset = self._dataset(description.dataset_ref)
-        self.rules.check_design(description.spec, dataset.input_shape, dataset.num_classes)
-        self._ready()
-        with self._lock:
-            self.rules.check_train(self._usage(description.owner), new_run=True)
-            room = self.plan(description.config.epochs)
-            config = dataclasses.replace(description.config, epochs=room.epochs)
-            reference = {"title": dataset.title, **description.dataset_ref}
-            description = dataclasses.replace(description, config=config, limits=room.limits, dataset_ref=reference,
-                                              max_parameters=self.rules.max_parameters)  # fmt: skip
-            index = self._least_loaded()
-            mirror = MirroredRun(description, index, stop=self._stop_remote)
-            self.registry.add_ended(mirror)  # tracked here; it trains there
+    def _launch(self, description: RunDescription, dataset: datasets.Dataset) -> None:
+        """The run trains in its worker; if the worker cannot take it, nothing of it is left here."""
+        mirror = self.registry.get(description.run_id)
         try:
-            self._call(self.workers[index].start.remote(description, self._data_argument(description.dataset_ref, dataset)))
+            self._call(self.workers[mirror.worker].start.remote(description, self._data_argument(description.dataset_ref, dataset)))
         except Refused:
-            self.registry.discard(mirror.job_id)
+            self.registry.discard(description.run_id)
             raise
-        return mirror.job_id
 
     def continue_run(self, run_id: str, extra_epochs: int) -> None:
+        import dataclasses
+
         job = self._job(run_id)
         if not job.ended or not job.has_model:
             raise ValueError("Only a finished or stopped run with a model can be continued.")
@@ -203,14 +104,16 @@ class RayEngine(LocalEngine):
         self._ready()
         with self._lock:
             self.rules.check_train(self._usage(job.owner), new_run=False)
+            room = self.plan(extra_epochs)  # a fresh session of training: the room's limits as they are now
+            extra_epochs = room.epochs
             index = self._least_loaded()
-            mirror = MirroredRun(job.description, index, stop=self._stop_remote)
+            mirror = MirroredRun(dataclasses.replace(job.description, limits=room.limits), index, stop=self._stop_remote)
             self.registry.discard(run_id)
             self.registry.add_ended(mirror)
         self._models.pop(run_id, None)
         try:
             data = self._shared_data.get(str(job.dataset_ref.get(SHELF_KEY))) if SHELF_KEY in job.dataset_ref else None
-            self._call(self.workers[index].resume.remote(run_id, extra_epochs, data))
+            self._call(self.workers[index].resume.remote(run_id, extra_epochs, room.limits, data))
         except Refused:
             self.registry.discard(run_id)
             self.registry.add_ended(job)  # nothing lost: the run as it was
@@ -261,31 +164,69 @@ class RayEngine(LocalEngine):
         import ray
 
         self._closed = True
+        self._connected.clear()
         for worker in self.workers:
             try:
                 ray.kill(worker)
             except Exception:
                 pass
+        self.workers = []
 
     # --- Ray --------------------------------------------------------------------------------------
 
     def _connect_and_poll(self) -> None:
-        try:
-            self._connect()
-        except Exception as error:  # unreachable, or Ray not installed: every Start says so
-            self._connect_error = f"{type(error).__name__}: {error}"
-            _log.warning("Ray engine: cannot reach the cluster at %s: %s", self.address, self._connect_error)
-            return
-        self._connected.set()
+        """This thread starts (or joins) the cluster and lives as long as the engine: a local cluster dies with the
+        thread that started it. It polls the workers; when the cluster goes away it lets go of it (Ray would end this
+        whole process a minute later otherwise) and joins again once it is back."""
         while not self._closed:
-            started = time.monotonic()
             try:
-                self._poll_once()
-            except Exception:  # the poller must outlive any one bad answer
-                _log.exception("Ray engine: poll failed")
-            time.sleep(max(0.05, POLL_EVERY_S - (time.monotonic() - started)))
+                self._connect()
+                self._connected.set()
+            except Exception as error:  # unreachable, or Ray not installed: every Start says so
+                self._connect_error = f"{type(error).__name__}: {error}"
+                _log.warning("Ray engine: cannot reach the cluster at %s: %s", self.address, self._connect_error)
+            finally:
+                self._settled.set()
+            while self._connected.is_set() and not self._closed:
+                started = time.monotonic()
+                try:
+                    self._poll_once()
+                except Exception:  # the poller must outlive any one bad answer
+                    _log.exception("Ray engine: poll failed")
+                if not self._cluster_answers():
+                    self._cluster_lost()
+                time.sleep(max(0.05, POLL_EVERY_S - (time.monotonic() - started)))
+            time.sleep(RECONNECT_EVERY_S)
+
+    def _cluster_answers(self) -> bool:
+        try:
+            probe(self._gcs_address, timeout=1.0)
+            return True
+        except OSError:
+            return False
+
+    def _cluster_lost(self) -> None:
+        """The cluster is gone: its runs end with a message, Ray lets go of it, Start says so until it is back."""
+        import ray
+
+        _log.warning("Ray engine: the cluster at %s is gone", self._gcs_address)
+        self._connected.clear()
+        for job in self.registry.jobs():
+            if isinstance(job, MirroredRun) and not job.ended:
+                job.finish(Status.FAILED, CLUSTER_LOST)
+                self._note_saved(job)
+        with self._worker_lock:
+            self.workers = []
+        self._shared_data.clear()
+        try:
+            ray.shutdown()
+        except Exception:
+            _log.exception("Ray engine: shutdown after losing the cluster failed")
 
     def _connect(self) -> None:
+        probe(self.address)
+        for name, value in RAY_ENVIRONMENT.items():  # read when Ray is imported
+            os.environ.setdefault(name, value)
         import ray
 
         env = {"PYTHONPATH": os.pathsep.join(filter(None, [PROJECT_ROOT, os.environ.get("PYTHONPATH", "")])),
@@ -293,12 +234,13 @@ class RayEngine(LocalEngine):
                **{name: os.environ[name] for name in FORWARDED if name in os.environ}}  # fmt: skip
         options = {"namespace": "dcnn-studio", "runtime_env": {"env_vars": env}, "log_to_driver": False,
                    "ignore_reinit_error": True}  # fmt: skip
-        if self.address == "local":
-            options |= {"include_dashboard": False, "num_cpus": os.cpu_count() or 2}
+        if self.address == "local":  # a new cluster on this machine, never one that happens to be running here
+            options |= {"address": "local", "include_dashboard": False, "num_cpus": os.cpu_count() or 2}
         else:
             options["address"] = self.address
         if not ray.is_initialized():
             ray.init(**options)
+        self._gcs_address = ray.get_runtime_context().gcs_address
         cpus = int(ray.cluster_resources().get("CPU", 1))
         count = self.wanted_workers or max(1, cpus)
         actor = ray.remote(num_cpus=1, max_concurrency=64, max_restarts=0)(_worker_class())
@@ -310,7 +252,8 @@ class RayEngine(LocalEngine):
         return actor.remote(str(self.store.root.resolve()), self.tf_threads, self.slice_s)
 
     def _ready(self) -> None:
-        if not self._connected.wait(CONNECT_TIMEOUT_S) or not self.workers:
+        self._settled.wait(LOCAL_START_TIMEOUT_S if self.address == "local" else CONNECT_TIMEOUT_S)
+        if not self._connected.is_set() or not self.workers:
             raise Refused(UNREACHABLE, "cluster")
 
     def _call(self, ref):
@@ -360,6 +303,8 @@ class RayEngine(LocalEngine):
             if isinstance(job, MirroredRun) and index is not None and not job.ended:
                 by_worker.setdefault(index, {})[job.job_id] = job.cursor
         for index, cursors in by_worker.items():
+            if not self._connected.is_set():  # the cluster was found gone meanwhile
+                return
             try:
                 answers = ray.get(self.workers[index].poll.remote(cursors), timeout=CALL_TIMEOUT_S)
             except ray.exceptions.GetTimeoutError:
@@ -373,9 +318,9 @@ class RayEngine(LocalEngine):
                     continue
                 job.apply(answer)
                 if job.ended:
-                    self._saved(job)
+                    self._note_saved(job)
 
-    def _saved(self, job: MirroredRun) -> None:
+    def _note_saved(self, job: MirroredRun) -> None:
         try:
             record = self.store.load(self.store.root / job.job_id)
         except Exception:  # not saved (e.g. the disk was full, or it failed before an epoch): listed, not predicted with
@@ -384,11 +329,16 @@ class RayEngine(LocalEngine):
 
     def _worker_lost(self, index: int, error: Exception) -> None:
         """A worker died: its runs end with a message; a fresh worker takes its place for new runs."""
+        for _ in range(4):  # a cluster going down takes its workers first: look again for a moment before blaming one
+            if not self._cluster_answers():
+                self._cluster_lost()
+                return
+            time.sleep(0.5)
         _log.warning("Ray engine: worker %s was lost: %s", index, error)
         for job in self.registry.jobs():
             if isinstance(job, MirroredRun) and job.worker == index and not job.ended:
                 job.finish(Status.FAILED, WORKER_LOST)
-                self._saved(job)
+                self._note_saved(job)
         with self._worker_lock:
             try:
                 self.workers[index] = self._new_worker(self._actor_class)
@@ -408,7 +358,18 @@ class RayEngine(LocalEngine):
         return job
 
 
+def probe(address: str, timeout: float = 3.0) -> None:
+    """Fail at once (OSError) when an explicit ``host:port`` does not answer; ``ray.init`` would wait long before saying so."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if address in ("local", "auto") or not port.isdigit():
+        return
+    with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+        pass
+
+
 def _worker_class():
-    from dcnn_core.training.ray_worker import TrainingWorker
+    from dcnn_core.training.engines.ray_worker import TrainingWorker
 
     return TrainingWorker

@@ -1,4 +1,4 @@
-"""A Ray worker process that hosts many runs: the worker side of ``dcnn_core.training.ray_engine``.
+"""A Ray worker process that hosts many runs: the worker side of ``dcnn_core.training.engines.ray_engine``.
 
 One TensorFlow runtime costs hundreds of MB, so a worker process holds many runs, each in a thread
 taking fair turns at its CPU (``FairScheduler``, as in the web server's own engine). Its methods are
@@ -63,7 +63,7 @@ class TrainingWorker:
         self.registry.submit(job)
         return job.job_id
 
-    def resume(self, run_id: str, extra_epochs: int, dataset=None) -> None:
+    def resume(self, run_id: str, extra_epochs: int, limits=None, dataset=None) -> None:
         """Continue a run: the one held here, or one read back from the runs folder."""
         from dcnn_core.training import runs
 
@@ -82,7 +82,7 @@ class TrainingWorker:
             job = runs.restore_job(record, dataset)
             job.on_end = self.store.save
             self.registry.add_ended(job)
-        job.prepare_continue(extra_epochs)
+        job.prepare_continue(extra_epochs, limits)
         self.registry.submit(job)
 
     def stop(self, run_id: str, reason: str = "") -> bool:

@@ -87,24 +87,39 @@ class LocalEngine:
 
         dataset = self._dataset(description.dataset_ref)
         self.rules.check_design(description.spec, dataset.input_shape, dataset.num_classes)
-        with self._lock:
+        self._ready()
+        with self._lock:  # the check and the start as one step: one training per person, however many tabs press Start
             self.rules.check_train(self._usage(description.owner), new_run=True)
             room = self.plan(description.config.epochs)
             config = dataclasses.replace(description.config, epochs=room.epochs)
             reference = {"title": dataset.title, **description.dataset_ref}
             description = dataclasses.replace(description, config=config, limits=room.limits, dataset_ref=reference,
                                               max_parameters=self.rules.max_parameters)  # fmt: skip
-            job = TrainingJob(description, dataset)
-            job.on_end = self.store.save
-            self.registry.submit(job)
-        return job.job_id
+            self._track(description, dataset)
+        self._launch(description, dataset)
+        return description.run_id
+
+    # What differs between engines: where a run trains.
+
+    def _ready(self) -> None:
+        """Raise ``Refused`` when runs cannot be started now (here, they always can)."""
+
+    def _track(self, description: RunDescription, dataset: datasets.Dataset) -> None:
+        """Register the new run (under the engine's lock); here it also starts, in a thread of its own."""
+        job = TrainingJob(description, dataset)
+        job.on_end = self.store.save
+        self.registry.submit(job)
+
+    def _launch(self, description: RunDescription, dataset: datasets.Dataset) -> None:
+        """Hand the registered run to whatever trains it (outside the lock); here it has started already."""
 
     def continue_run(self, run_id: str, extra_epochs: int) -> None:
         """Train an ended run ``extra_epochs`` more, with the same rules as a start (``Refused``, or ValueError why not)."""
         job = self._job(run_id)
         with self._lock:
             self.rules.check_train(self._usage(job.owner), new_run=False)
-            job.prepare_continue(extra_epochs)
+            room = self.plan(extra_epochs)  # a fresh session of training: the room's limits as they are now
+            job.prepare_continue(room.epochs, room.limits)
             self.registry.submit(job)
 
     def stop(self, run_id: str, reason: str = "") -> bool:
