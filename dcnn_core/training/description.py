@@ -73,3 +73,9 @@ class Described:
     @property
     def display_name(self) -> str:
         return self.spec.name
+
+
+def fine_tune_epochs(spec: ModelSpec) -> int:
+    """Epochs of phase 2 (fine-tuning a pretrained backbone), 0 for a design trained from scratch."""
+    backbone = getattr(spec, "backbone", None)
+    return backbone.fine_tune_epochs if backbone is not None and backbone.fine_tune_layers > 0 else 0

@@ -20,7 +20,7 @@ import time
 from dcnn_core.data.datasets import Dataset
 from dcnn_core.design.spec import ModelSpec
 from dcnn_core.training.config import OPTIMIZERS, Augmentation, TrainConfig
-from dcnn_core.training.description import Described, RunDescription, RunLimits
+from dcnn_core.training.description import Described, RunDescription, RunLimits, fine_tune_epochs
 from dcnn_core.training.progress import ACTIVE_STATES, ENDED_STATES, HISTORY_KEYS, MAX_BATCH_POINTS, Progress, ProgressLog, Status
 from dcnn_core.training.scheduler import FairScheduler
 
@@ -281,9 +281,3 @@ class TrainingJob(Described):
         if scheduler is not None:
             self.scheduler = scheduler
         lifecycle.run_job(self)
-
-
-def fine_tune_epochs(spec: ModelSpec) -> int:
-    """Epochs of phase 2 (fine-tuning a pretrained backbone), 0 for a design trained from scratch."""
-    backbone = getattr(spec, "backbone", None)
-    return backbone.fine_tune_epochs if backbone is not None and backbone.fine_tune_layers > 0 else 0

@@ -12,15 +12,21 @@ import threading
 import time
 import traceback
 from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dcnn_core.data.datasets import Dataset
 from dcnn_core.design.spec import ModelSpec
 from dcnn_core.training.config import TrainConfig, build_optimizer, scheduled_rate
-from dcnn_core.training.job import DIVERGED, FAILED, FINISHED, STOPPED, TrainingJob, fine_tune_epochs
+from dcnn_core.training.description import fine_tune_epochs
 from dcnn_core.training.progress import Status
 from dcnn_core.training.scheduler import FairScheduler
+
+if TYPE_CHECKING:  # the job calls this module to run; this module only uses what the job offers
+    from dcnn_core.training.job import TrainingJob
+
+DIVERGED, FAILED, FINISHED, STOPPED = Status.DIVERGED, Status.FAILED, Status.FINISHED, Status.STOPPED
 
 DIVERGED_LOSS = 1e6  # cross-entropy starts near ln(classes); a mean loss this big means the weights blew up
 # Batches Keras runs per call into TensorFlow (``steps_per_execution``): the same results, less Python per batch —

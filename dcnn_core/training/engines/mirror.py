@@ -11,8 +11,7 @@ import threading
 import time
 
 from dcnn_core.training import runs
-from dcnn_core.training.description import Described, RunDescription
-from dcnn_core.training.job import fine_tune_epochs
+from dcnn_core.training.description import Described, RunDescription, fine_tune_epochs
 from dcnn_core.training.progress import Progress, ProgressLog, Status
 
 
