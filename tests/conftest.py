@@ -11,7 +11,7 @@ os.environ.setdefault("DCNN_TF_THREADS", "2")  # tests own the machine; the app 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("DCNN_RUNS_DIR", tempfile.mkdtemp(prefix="dcnn-test-runs-"))  # never the repo's runs/
 
-from dcnn_core.training.engines.ray_engine import RAY_ENVIRONMENT  # noqa: E402
+from dcnn_core.training.engines.ray_setup import RAY_ENVIRONMENT  # noqa: E402
 
 for _name, _value in RAY_ENVIRONMENT.items():  # as the app sets them, before any test module imports Ray
     os.environ.setdefault(_name, _value)

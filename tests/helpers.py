@@ -110,7 +110,7 @@ def start_ray_head(port: int, temp_dir: str, cpus: int = 1):
 
     import pytest
 
-    from dcnn_core.training.engines.ray_engine import probe
+    from dcnn_core.training.engines.ray_setup import probe
 
     ray_cli = shutil.which("ray")
     command = [ray_cli] if ray_cli else [sys.executable, "-m", "ray.scripts.scripts"]

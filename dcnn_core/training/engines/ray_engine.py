@@ -21,35 +21,29 @@ How it fits Ray:
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
-from pathlib import Path
 
 from dcnn_core.data import datasets
-from dcnn_core.room.rules import Refused, RoomPlan
+from dcnn_core.room.rules import Refused
 from dcnn_core.training import runs
 from dcnn_core.training.description import RunDescription
-from dcnn_core.training.engine import RoomState, UnknownRun
+from dcnn_core.training.engine import RoomState
+from dcnn_core.training.engines import ray_setup
 from dcnn_core.training.engines.local import SHELF_KEY, LocalEngine
 from dcnn_core.training.engines.mirror import MirroredRun
+from dcnn_core.training.engines.ray_setup import probe
 from dcnn_core.training.progress import Status
 
 _log = logging.getLogger(__name__)
 
 RECONNECT_EVERY_S = 5.0  # after the cluster was lost or could not be reached
-# Set before Ray is imported. Clusters of this Ray version check a token (written under ~/.ray by `ray start`); a client
-# sends it only in token mode. Short connection attempts: an address that is not (or no longer) a cluster fails in seconds.
-RAY_ENVIRONMENT = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0", "RAY_gcs_server_port_wait_time_s": "2",
-                   "RAY_gcs_rpc_server_connect_timeout_s": "1", "RAY_py_gcs_connect_timeout_s": "1"}  # fmt: skip
 CONNECT_TIMEOUT_S = 15.0  # joining a running cluster; after that, Start is refused with a message
 LOCAL_START_TIMEOUT_S = 90.0  # starting one on this machine (a few seconds, more on a busy machine)
 CALL_TIMEOUT_S = 10.0  # one call to a worker: a start, a stop, a continue
 POLL_EVERY_S = 0.5
 LOADED_MODELS = 8  # ended runs' models kept loaded in the web server for prediction (least recently used leave)
-PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
-FORWARDED = ("DCNN_OFFLINE", "DCNN_WEIGHTS_DIR", "DCNN_STANDIN_IMAGES_PER_CLASS", "TF_CPP_MIN_LOG_LEVEL", "KERAS_HOME")
 UNREACHABLE = ("The training cluster cannot be reached right now, so training cannot start. "
                "Try again in a minute; if it lasts, tell the organiser.")  # fmt: skip
 CLUSTER_LOST = ("The training cluster went away while this run trained; the web app goes on. Start it again once the "
@@ -156,9 +150,6 @@ class RayEngine(LocalEngine):
         computing = min(running, len(self.workers))
         return RoomState(computing, len(active) - computing, running, max(1, len(self.workers)))
 
-    def plan(self, epochs: int) -> RoomPlan:
-        return self.rules.plan_run(epochs, self.shared())
-
     def close(self) -> None:
         """Stop polling and end the workers (their runs end with them)."""
         import ray
@@ -225,25 +216,13 @@ class RayEngine(LocalEngine):
 
     def _connect(self) -> None:
         probe(self.address)
-        for name, value in RAY_ENVIRONMENT.items():  # read when Ray is imported
-            os.environ.setdefault(name, value)
-        import ray
-
-        env = {"PYTHONPATH": os.pathsep.join(filter(None, [PROJECT_ROOT, os.environ.get("PYTHONPATH", "")])),
-               "DCNN_TF_THREADS": str(self.tf_threads),
-               **{name: os.environ[name] for name in FORWARDED if name in os.environ}}  # fmt: skip
-        options = {"namespace": "dcnn-studio", "runtime_env": {"env_vars": env}, "log_to_driver": False,
-                   "ignore_reinit_error": True}  # fmt: skip
-        if self.address == "local":  # a new cluster on this machine, never one that happens to be running here
-            options |= {"address": "local", "include_dashboard": False, "num_cpus": os.cpu_count() or 2}
-        else:
-            options["address"] = self.address
+        ray = ray_setup.import_ray()
         if not ray.is_initialized():
-            ray.init(**options)
+            ray.init(**ray_setup.init_options(self.address, self.tf_threads))
         self._gcs_address = ray.get_runtime_context().gcs_address
         cpus = int(ray.cluster_resources().get("CPU", 1))
         count = self.wanted_workers or max(1, cpus)
-        actor = ray.remote(num_cpus=1, max_concurrency=64, max_restarts=0)(_worker_class())
+        actor = ray_setup.worker_actor_class()
         with self._worker_lock:
             self.workers = [self._new_worker(actor) for _ in range(count)]
         self._actor_class = actor
@@ -350,26 +329,3 @@ class RayEngine(LocalEngine):
         description = RunDescription(record.spec, record.config, record.dataset_ref, owner=record.owner, run_id=record.run_id,
                                      strategy=record.strategy, created_at=record.created_at)  # fmt: skip
         return MirroredRun(description, None, record=record, stop=self._stop_remote)
-
-    def _job(self, run_id: str):
-        job = self.registry.get(run_id)
-        if job is None:
-            raise UnknownRun(run_id)
-        return job
-
-
-def probe(address: str, timeout: float = 3.0) -> None:
-    """Fail at once (OSError) when an explicit ``host:port`` does not answer; ``ray.init`` would wait long before saying so."""
-    import socket
-
-    host, _, port = address.rpartition(":")
-    if address in ("local", "auto") or not port.isdigit():
-        return
-    with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
-        pass
-
-
-def _worker_class():
-    from dcnn_core.training.engines.ray_worker import TrainingWorker
-
-    return TrainingWorker
