@@ -114,6 +114,8 @@ def start_ray_head(port: int, temp_dir: str, cpus: int = 1):
 
     ray_cli = shutil.which("ray")
     command = [ray_cli] if ray_cli else [sys.executable, "-m", "ray.scripts.scripts"]
+    # A fresh machine has no token yet, and a head node in token mode will not start without one (idempotent).
+    subprocess.run([*command, "get-auth-token", "--generate"], capture_output=True, timeout=120, check=True)
     process = subprocess.Popen([*command, "start", "--head", "--block", f"--port={port}", f"--num-cpus={cpus}",
                                 "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
