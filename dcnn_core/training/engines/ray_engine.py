@@ -113,13 +113,6 @@ class RayEngine(LocalEngine):
             self.registry.add_ended(job)  # nothing lost: the run as it was
             raise
 
-    def stop(self, run_id: str, reason: str = "") -> bool:
-        job = self.registry.get(run_id)
-        if job is None or job.ended:
-            return False
-        job.request_stop(reason)
-        return True
-
     def trained(self, run_id: str):
         """The ended run's model, loaded from the runs folder into this process (a few are kept loaded)."""
         job = self.registry.get(run_id)
