@@ -9,10 +9,12 @@ import time
 
 import streamlit as st
 
-from ui import frame, resources, state, streamlit_private
+from ui import frame, resources, sign_in, state, streamlit_private
 
 st.set_page_config(page_title="DCNN Studio", page_icon=":material/neurology:", layout="wide")
 streamlit_private.keep_keras_session()  # Streamlit would clear Keras's session after every run, for every user
+if not sign_in.gate():  # a server with sign-in configured: nothing before the visitor has signed in
+    st.stop()
 state.init_state()
 resources.restore_drafts()  # a returning user's reload: their run's data set, design and settings
 
@@ -32,4 +34,4 @@ began = time.perf_counter()
 navigation.run()
 if resources.settings().log_page_times:  # for bench/room.py: how long the server spends on a page, browsers aside
     print(f"page-time {time.time():.3f} {navigation.title} {time.perf_counter() - began:.3f}", file=sys.stderr, flush=True)
-frame.draw_frame(frame_slot)  # after the page, so it shows what the page just chose
+frame.draw_frame(frame_slot, navigation.title)  # after the page, so it shows what the page just chose

@@ -14,14 +14,24 @@ Times are the run's own ``elapsed_s`` (``engine.progress``): wall-clock seconds 
 processor to the end of its test evaluation (build, fit, test evaluation; not the save after it) and,
 since the machine is shared, also as a ratio to the article baseline on the same set. With ``--repeats N`` each run is
 repeated N times in rotated order and the median time is shown (accuracy is the same every time:
-same seed, one TensorFlow thread).
+same seed, with --threads 1).
 
 With ``--recipes`` every preset is trained twice on each set: with those defaults, and with its recipe
 (``dcnn_core.design.recipes``: optimizer, rate, schedule, batch, epochs, augmentation, early stopping). A preset
 that does not fit a set's image size is also trained as the nearest design that fits
 (``recipes.nearest_fitting``), with its recipe. The article baseline with defaults is the reference.
 
+With ``--budgets 1,2`` every preset is trained with its recipe planned to each time budget in minutes
+(``recipes.budget_config``: the epochs that fit, counted from the first timed batches, a warm-up and a cosine
+to zero at the end, the set's augmentation), and the table gives test accuracy, the epochs that fitted and
+the run's wall time. Besides the offline sets, ``--sets`` takes two size proxies: ``mnist-sized`` (Shapes,
+6,000 training images, augmented as digits: no flips) and ``fashion-sized`` (Shapes cluttered, 3,000 training
+images, augmented as clothes: flips), and ``mnist6k`` / ``fashion3k``: the first 6,000 / 3,000 training images
+of the real sets (all 10,000 test images), and ``fashion``: all of Fashion-MNIST, where they can be downloaded.
+``--quick`` = ``--budgets 1 --sets digits,mnist-sized``.
+
     python bench/accuracy_table.py [--epochs-shapes 10] [--epochs-digits 20] [--repeats 1] [--fashion] [--recipes]
+    python bench/accuracy_table.py --budgets 1,2 [--sets digits,mnist-sized,fashion-sized] [--quick]
 """
 
 from __future__ import annotations
@@ -75,7 +85,8 @@ def train(spec, reference: dict, epochs: int, config=None) -> dict:
     engine().delete(run_id)  # one run at a time: the next one may start, and the ended model leaves memory
     if progress.status != FINISHED:
         return {"error": f"{progress.status}: {progress.message}"}
-    return {"accuracy": progress.test_accuracy, "seconds": progress.elapsed_s, "best_val": progress.best_val_accuracy}
+    return {"accuracy": progress.test_accuracy, "seconds": progress.elapsed_s, "best_val": progress.best_val_accuracy,
+            "epochs": progress.epoch}  # fmt: skip
 
 
 def table_for(title: str, dataset, reference: dict, epochs: int, repeats: int) -> list[str]:
@@ -158,6 +169,70 @@ def recipe_rows_for(title: str, dataset, reference: dict, epochs: int) -> list[s
     return rows
 
 
+def budget_rows_for(title: str, dataset, reference: dict, augmented_as: str, minutes: list[float]) -> list[str]:
+    """Every preset with its recipe planned to each budget (a preset that does not fit: its nearest fitting design)."""
+    from dcnn_core.design import recipes
+    from dcnn_core.design import spec as model_spec
+
+    rows = []
+    for budget in minutes:
+        for name in model_spec.PRESETS:
+            spec, label = model_spec.preset(name), name
+            fitted = recipes.nearest_fitting(spec, dataset.input_shape, dataset.num_classes)
+            if fitted is not None:
+                spec, label = fitted, f"{name} → nearest fit"
+            config = recipes.budget_config(name, augmented_as, budget * 60)
+            result = train(spec, reference, config.epochs, config)
+            accuracy, seconds = _shown(result)
+            epochs = str(result.get("epochs", "–"))
+            print(f"  {title} · {label} · {budget:g} min: {accuracy}, {epochs} epochs, {seconds}", flush=True)
+            rows.append(f"| {title} | {label} | {budget:g} min | {accuracy} | {epochs} | {seconds} |")
+    return rows
+
+
+def _subset(dataset, train: int):
+    """The first ``train`` training images of a real set, with its whole test split."""
+    from dcnn_core.data import datasets
+
+    title = f"{dataset.title} ({train:,} training images)"
+    return datasets.make_dataset(dataset.key, title, dataset.source, dataset.x_train[:train], dataset.y_train[:train], dataset.x_test,
+                                 dataset.y_test, dataset.class_names, dataset.light_on_dark)  # fmt: skip
+
+
+def budget_sets(names: list[str]) -> list[tuple]:
+    """(title, data set, reference, augmentation key) for ``--budgets``; real subsets only where they can be loaded."""
+    from dcnn_core.data import datasets
+
+    proxies = {  # name → (title, reference, augmented as)
+        "shapes": ("Shapes 28×28 (3,000)", {"key": "shapes", "options": {}}, "shapes"),
+        "digits": ("Digits 8×8 (1,438)", {"key": "digits", "options": {}}, "digits"),
+        "cluttered": ("Shapes cluttered (3,000)", {"key": "shapes", "options": {"clutter": True}}, "shapes"),
+        "mnist-sized": ("MNIST-sized proxy: Shapes (6,000)", {"key": "shapes", "options": {"count_per_class": 1200}}, "mnist"),
+        "fashion-sized": ("Fashion-sized proxy: Shapes cluttered (3,000)", {"key": "shapes", "options": {"clutter": True}},
+                          "fashion_mnist"),
+    }  # fmt: skip
+    real = {"mnist6k": ("mnist", 6000), "fashion3k": ("fashion_mnist", 3000), "fashion": ("fashion_mnist", None)}
+    sets = []
+    for name in names:
+        if name in proxies:
+            title, reference, augmented_as = proxies[name]
+            dataset = datasets.load_dataset(reference["key"], **reference["options"])
+            sets.append((title, dataset, held(dataset, reference), augmented_as))
+        elif name in real:
+            key, size = real[name]
+            try:
+                dataset = datasets.load_dataset(key)
+                dataset = _subset(dataset, size) if size else dataset
+            except datasets.DatasetUnavailable:
+                print(f"{name}: offline here (keras.datasets could not download it); not in the table.", flush=True)
+                continue
+            reference = {"key": key, "options": {}}  # the engine resolves it to the subset held here
+            sets.append((dataset.title, dataset, held(dataset, reference), key))
+        else:
+            raise SystemExit(f"Unknown set {name!r}: choose from {', '.join([*proxies, *real])}.")
+    return sets
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs-shapes", type=int, default=10)
@@ -173,14 +248,32 @@ def main() -> None:
         default="shapes,digits,cluttered",
         help="offline sets to train on, comma-separated: shapes, digits, cluttered (Shapes with distractors)",
     )
-    parser.add_argument("--threads", type=int, default=1, help="DCNN_TF_THREADS (default 1, the app's default on 2 cores)")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                        help="DCNN_TF_THREADS (default: every usable core, the app's default)")  # fmt: skip
+    parser.add_argument("--budgets", default="", help="minutes, comma-separated: each preset planned to each budget")
+    parser.add_argument("--quick", action="store_true", help="--budgets 1 --sets digits,mnist-sized")
     args = parser.parse_args()
+    if args.quick:
+        args.budgets, args.sets = "1", "digits,mnist-sized"
     os.environ["DCNN_TF_THREADS"] = str(args.threads)
-    print_header("Accuracy and time: article baseline vs CNN presets")
+    print_header("Accuracy and time: article baseline vs CNN presets" + (" at time budgets" if args.budgets else ""))
     from dcnn_core.data import datasets
     from dcnn_core.runtime import import_keras
 
     import_keras()
+    if args.budgets:
+        minutes = [float(value) for value in args.budgets.split(",") if value.strip()]
+        rows = []
+        for title, dataset, reference, augmented_as in budget_sets([name.strip() for name in args.sets.split(",") if name.strip()]):
+            print(f"{title}: {len(dataset.x_train):,} training images (10% held out for validation), {len(dataset.x_test):,} test "
+                  f"images, {dataset.num_classes} classes; augmented as {augmented_as}", flush=True)  # fmt: skip
+            rows += budget_rows_for(title, dataset, reference, augmented_as, minutes)
+        print()
+        print("| Set | Preset | Budget | Test accuracy | Epochs that fitted | Wall time |")
+        print("|---|---|---|---|---|---|")
+        print("\n".join(rows))
+        shutil.rmtree(engine().store.root, ignore_errors=True)
+        return
     offline = {  # title, data set reference (as the Data page makes it), epochs
         "shapes": (f"Shapes 28×28 gray, {args.epochs_shapes} epochs", {"key": "shapes", "options": {}}, args.epochs_shapes),
         "digits": (f"Digits 8×8, {args.epochs_digits} epochs", {"key": "digits", "options": {}}, args.epochs_digits),

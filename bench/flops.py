@@ -20,7 +20,12 @@ Because the machine is shared, each epoch is paired with a burst of 1024×1024 f
 same threads, in alternating order: the ratio CNN FLOP/s ÷ matmul FLOP/s says how close training
 comes to the best this TensorFlow build reaches on this CPU, whatever the load.
 
-    python bench/flops.py [--repeats 3] [--images 4096] [--threads 1] [--presets "Simple CNN" ...]
+``--precision both`` trains each preset in float32 and under Keras's ``mixed_bfloat16`` policy (the output
+layer kept float32, as the app builds it), the two epochs of a repeat in alternating order, and prints
+bfloat16 ÷ float32 images per second: the measurement behind ``recipes.BFLOAT16_FASTER``. A CPU without
+native bfloat16 (no ``avx512_bf16`` / ``amx_bf16`` flag) emulates it, and the app keeps float32 there.
+
+    python bench/flops.py [--repeats 3] [--images 4096] [--threads N] [--precision float32|bfloat16|both] [--presets "Simple CNN" ...]
 """
 
 from __future__ import annotations
@@ -93,15 +98,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="epoch/matmul pairs per preset (default 3)")
     parser.add_argument("--images", type=int, default=4096, help="images per timed epoch (default 4096)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=1, help="DCNN_TF_THREADS (default 1, the app's default on 2 cores)")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="DCNN_TF_THREADS (default: every usable core, "
+                        "the app's default)")  # fmt: skip
     parser.add_argument("--presets", nargs="+", default=CNN_PRESETS)
+    parser.add_argument("--precision", choices=("float32", "bfloat16", "both"), default="float32")
     args = parser.parse_args()
     os.environ["DCNN_TF_THREADS"] = str(args.threads)
+    policies = {"float32": ["float32"], "bfloat16": ["mixed_bfloat16"], "both": ["float32", "mixed_bfloat16"]}[args.precision]
     print_header("Training FLOP/s as a fraction of peak")
     from dcnn_core.design import plan
     from dcnn_core.design import spec as model_spec
     from dcnn_core.design.build import build_model
-    from dcnn_core.runtime import import_keras
+    from dcnn_core.runtime import cpu_has_bfloat16, dtype_policy, import_keras
 
     keras = import_keras()
     import tensorflow as tf
@@ -115,43 +123,52 @@ def main() -> None:
     print(f"Peak per core: {mhz:.0f} MHz × {per_cycle} FLOPs/cycle ({why}) = {peak_core / 1e9:.1f} GFLOP/s; "
           f"machine ({cores} cores) {cores * peak_core / 1e9:.1f} GFLOP/s; TensorFlow's {threads} intra-op thread(s) "
           f"{threads * peak_core / 1e9:.1f} GFLOP/s", flush=True)  # fmt: skip
+    if "mixed_bfloat16" in policies:
+        print(f"Native bfloat16 on this CPU: {'yes' if cpu_has_bfloat16() else 'no (emulated: the app keeps float32)'}", flush=True)
     if zen4:
         print("Note: AMD Zen 4 splits 512-bit FMAs into two 256-bit halves (32 fp32 FLOPs/cycle at most), but its clock boosts "
               "above the nominal MHz above; the matmul column is the practical reference.")  # fmt: skip
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (args.images, 28, 28, 1), dtype=np.uint8)
     y = rng.integers(0, 10, args.images)
-    rows = []
+    rows, speedups = [], {}
     for name in args.presets:
         spec = model_spec.preset(name)
         analysis = plan.analyse(spec, (28, 28, 1), 10)
         train_flops = 3 * 2 * analysis.total_mult_adds
-        keras.utils.set_random_seed(0)
-        network = build_model(spec, (28, 28, 1), 10)
-        network.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        timer = epoch_timer(keras)
+        epochs = {}
+        for policy in policies:
+            keras.utils.set_random_seed(0)
+            with dtype_policy(policy):
+                network = build_model(spec, (28, 28, 1), 10, float32_output=policy != "float32")
+            network.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+            timer = epoch_timer(keras)
 
-        def epoch(network=network, timer=timer) -> float:
-            network.fit(x, y, batch_size=args.batch_size, epochs=1, callbacks=[timer], verbose=0)
-            return args.images / timer.seconds[-1]
+            def epoch(network=network, timer=timer) -> float:
+                network.fit(x, y, batch_size=args.batch_size, epochs=1, callbacks=[timer], verbose=0)
+                return args.images / timer.seconds[-1]
 
-        epoch()  # untimed: traces the graph
-        pairs = []
+            epoch()  # untimed: traces the graph
+            epochs[policy] = epoch
+        pairs = {policy: [] for policy in policies}
         for repeat in range(args.repeats):
-            if repeat % 2 == 0:
-                rate = epoch()
-                dense = matmul_burst(tf)
-            else:
-                dense = matmul_burst(tf)
-                rate = epoch()
-            pairs.append((rate, dense))
-        rates = summarise([rate for rate, _ in pairs])
-        achieved = summarise([rate * train_flops for rate, _ in pairs])
-        versus_matmul = summarise([rate * train_flops / dense for rate, dense in pairs])
-        dense = summarise([dense for _, dense in pairs])
-        rows.append((name, analysis.total_mult_adds, train_flops, rates, achieved, dense, versus_matmul))
-        print(f"  {name}: {rates.format('.0f', ' img/s')}; CNN {achieved.median / 1e9:.1f} GFLOP/s, "
-              f"matmul {dense.median / 1e9:.1f} GFLOP/s → ratio {versus_matmul.format('.3f')}", flush=True)  # fmt: skip
+            order = policies if repeat % 2 == 0 else policies[::-1]
+            dense = matmul_burst(tf) if repeat % 2 else None
+            rates = {policy: epochs[policy]() for policy in order}
+            dense = dense or matmul_burst(tf)
+            for policy in policies:
+                pairs[policy].append((rates[policy], dense))
+        for policy in policies:
+            rates = summarise([rate for rate, _ in pairs[policy]])
+            achieved = summarise([rate * train_flops for rate, _ in pairs[policy]])
+            versus_matmul = summarise([rate * train_flops / dense for rate, dense in pairs[policy]])
+            dense = summarise([dense for _, dense in pairs[policy]])
+            label = name if len(policies) == 1 else f"{name} ({policy})"
+            rows.append((label, analysis.total_mult_adds, train_flops, rates, achieved, dense, versus_matmul))
+            print(f"  {label}: {rates.format('.0f', ' img/s')}; CNN {achieved.median / 1e9:.1f} GFLOP/s, "
+                  f"matmul {dense.median / 1e9:.1f} GFLOP/s → ratio {versus_matmul.format('.3f')}", flush=True)  # fmt: skip
+        if len(policies) == 2:
+            speedups[name] = summarise([bf / fp for (fp, _), (bf, _) in zip(pairs["float32"], pairs["mixed_bfloat16"], strict=True)])
     print()
     header = ("| Preset | forward MACs/img | train FLOPs/img | img/s (median, min–max) | GFLOP/s | ÷ machine peak | ÷ peak of TF's threads "
               "| ÷ 1024² matmul beside it (median, min–max) |")  # fmt: skip
@@ -162,6 +179,12 @@ def main() -> None:
         print(f"| {name} | {macs / 1e6:.2f} M | {train_flops / 1e6:.1f} M | {rates.median:.0f} ({rates.low:.0f}–{rates.high:.0f}) "
               f"| {achieved.median / 1e9:.2f} | {machine:.1%} | {own:.1%} "
               f"| {versus.median:.2f} ({versus.low:.2f}–{versus.high:.2f}) |")  # fmt: skip
+    if speedups:
+        print()
+        print("| Preset | bfloat16 ÷ float32 images/s, per repeat (median, min–max) |")
+        print("|---|---|")
+        for name, ratio in speedups.items():
+            print(f"| {name} | {ratio.format('.2f')} |")
     matmul = summarise([row[5].median / 1e9 for row in rows])
     print(f"1024² fp32 matmul on the same threads, GFLOP/s: {matmul.format('.1f')} (over the per-preset medians); "
           f"÷ peak of TF's threads {matmul.median * 1e9 / (threads * peak_core):.1%}")  # fmt: skip

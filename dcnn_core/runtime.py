@@ -1,14 +1,20 @@
-"""TensorFlow/Keras start-up, done once per process and only when needed.
+"""TensorFlow/Keras start-up, done once per process and only when needed; what the CPU can do.
 
 Thread counts must be set before TensorFlow runs its first op, so every module
-gets Keras through ``import_keras()``.
+gets Keras through ``import_keras()``. TensorFlow's thread pool belongs to the whole process: every
+training computing at a given moment shares it. So the pool is as large as the machine (the app's
+default, ``Settings.tf_threads``): a lone user's training gets every core, and in a room the trainings
+that compute at once (at most the scheduler's ``slots``) share them; the fair turns decide who computes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import threading
+from functools import cache
+from pathlib import Path
 
 from dcnn_core.settings import load_settings
 
@@ -32,10 +38,10 @@ def import_keras():
             os.environ.setdefault("KERAS_BACKEND", "tensorflow")
             import tensorflow as tf
 
-            threads = _threads or load_settings().tf_threads
+            count = threads()
             try:
-                tf.config.threading.set_intra_op_parallelism_threads(threads)
-                tf.config.threading.set_inter_op_parallelism_threads(threads)
+                tf.config.threading.set_intra_op_parallelism_threads(count)
+                tf.config.threading.set_inter_op_parallelism_threads(count)
             except RuntimeError:
                 pass  # TensorFlow already ran an op (e.g. in a notebook); keep its settings
             import keras  # noqa: F401  (its modules too, before the freeze)
@@ -48,6 +54,40 @@ def import_keras():
     import keras
 
     return keras
+
+
+def threads() -> int:
+    """TensorFlow's intra-op threads in this process (after ``import_keras``), or the number it will use."""
+    return _threads or load_settings().tf_threads
+
+
+@cache
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX): only then can mixed bfloat16 be faster.
+
+    Elsewhere TensorFlow emulates it, slower than float32. Read from /proc/cpuinfo (Linux); False where there is none.
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Keras's dtype policy ('float32', 'mixed_bfloat16', …) for the layers built inside, on this thread only.
+
+    Keras keeps the policy per thread; layers take it when they are made, so it is restored afterwards.
+    """
+    keras = import_keras()
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
 
 
 def gpu_names() -> list[str]:

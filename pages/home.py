@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import state
+from ui import challenge, state
 
 state.ensure_started_from_app()
 
@@ -22,6 +22,18 @@ for column, (page, title, text) in zip(columns, steps, strict=True):
     with column, st.container(border=True):
         st.page_link(page, label=title)
         st.caption(text)
+
+with st.container(border=True, key="home_challenge"):
+    st.markdown(f"**Beat the article's {challenge.ARTICLE_ACCURACY}** — all 60,000 Fashion-MNIST training images, "
+                f"the {challenge.CHALLENGE_PRESET} with its recipe planned to "
+                f"{challenge.CHALLENGE_BUDGET_S / 60:g} minutes of training, in one click. Expected: {challenge.EXPECTED}.")  # fmt: skip
+    if st.button(f"Beat the article's {challenge.ARTICLE_ACCURACY}", key="home_beat_article", type="primary",
+                 icon=":material/emoji_events:"):  # fmt: skip
+        if challenge.start_challenge():
+            st.switch_page("pages/train.py")
+    error = st.session_state.pop(challenge.ERROR, None)
+    if error:
+        st.warning(error, icon=":material/cloud_off:")
 
 st.subheader("Why convolutions?")
 st.markdown(

@@ -47,6 +47,7 @@ with analysis_slot:
     if not analysis.ok:
         st.error(f"This design cannot be trained: {analysis.error}", icon=":material/block:")
     else:
+        model_view.cost_limit(analysis)
         a, b, c, d = st.columns(4)
         a.metric("Parameters", f"{analysis.total_parameters:,}")
         b.metric("Multiply-adds per image", f"{analysis.total_mult_adds / 1e6:,.2f} M")

@@ -14,13 +14,7 @@ if not runs:
     st.page_link("pages/train.py", label="Go to Train", icon=":material/monitoring:")
 else:
     run = predict_view.pick_run(runs)
-    st.subheader("Test set")
-    predict_view.draw_test_metrics(run)
-
-    st.subheader("Where it goes wrong")
-    predict_view.draw_error_analysis(run)
-
-    st.subheader("Try it on an image")
+    st.subheader("Try it on an image")  # first: the step a newcomer came for, on the first screen
     st.caption(predict_view.classes_known(run))
     tried = {}  # caption → model input, for "Look inside"
     upload_tab, camera_tab, draw_tab, test_tab = st.tabs(["Upload", "Webcam", "Draw", "A test image"])
@@ -41,6 +35,12 @@ else:
     with test_tab:
         test_image = predict_view.draw_test_image(run)
     tried = {f"Test image #{st.session_state['predict_test_index']}": test_image.model_input, **tried}
+
+    st.subheader("Test set")
+    predict_view.draw_test_metrics(run)
+
+    st.subheader("Where it goes wrong")
+    predict_view.draw_error_analysis(run)
 
     st.subheader("Look inside the network")
     explain_view.draw_look_inside(run, tried)

@@ -17,12 +17,7 @@ APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 def _offline_fashion(monkeypatch):
     """Make the default data set's download fail fast, as it does on an offline server."""
-    import keras
-
-    def offline():
-        raise OSError("URL fetch failure: Name or service not known")
-
-    monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", offline)
+    monkeypatch.setenv("DCNN_OFFLINE", "1")  # refused at once, never downloaded (even where the server has internet)
 
 
 @pytest.fixture
@@ -39,6 +34,18 @@ def test_home_page_shows_the_four_steps(app):
     text = " ".join(md.value for md in app.markdown)
     assert "Why convolutions?" in [h.value for h in app.subheader]
     assert "0.876" in text
+
+
+def test_offline_the_sidebar_names_the_stand_in_on_pages_that_load_no_data(monkeypatch):
+    """A fresh session opened on the Leaderboard offline: the sidebar must not promise Fashion-MNIST."""
+    _offline_fashion(monkeypatch)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page("pages/leaderboard.py")  # the first run of this session is that page (its sidebar is then in the tree)
+    at.run()
+    assert not at.exception and at.title[0].value == "Leaderboard"
+    captions = [caption.value for caption in at.sidebar.caption]
+    data_line = next((text for text in captions if text.startswith("**Data:**")), captions)
+    assert "Shapes" in data_line and "Fashion" not in data_line, data_line
 
 
 def test_data_page_falls_back_to_shapes_offline_and_shows_samples(app):
@@ -259,3 +266,18 @@ def test_a_reload_brings_back_the_runs_data_design_and_settings_and_a_new_run_jo
     assert reloaded.session_state["dataset_choice"].key == first.dataset_ref["key"]
     sidebar = " ".join(caption.value for caption in reloaded.sidebar.caption)
     assert "Article baseline" in sidebar and "at the last epoch" in sidebar
+
+
+def test_every_word_a_newcomer_meets_on_model_and_train_has_a_help_text(app):
+    goto(app, "model")
+    labels = {"Filters", "Kernel size", "Stride", "Padding", "Pooling", "Dropout", "Conv layers", "Batch normalisation",
+              "Feature maps → vector", "Dense layers"}  # fmt: skip
+    widgets = [*app.slider, *app.select_slider, *app.selectbox, *app.toggle]
+    missing = sorted({widget.label for widget in widgets if widget.label in labels and not widget.help})
+    assert not missing, missing
+    assert labels <= {widget.label for widget in widgets}  # every one of them is on the page
+    goto(app, "train")
+    widgets = [*app.slider, *app.select_slider, *app.selectbox]
+    for label in ("Epochs", "Learning rate", "Batch size", "Optimizer"):
+        widget = next(widget for widget in widgets if widget.label == label)
+        assert widget.help and len(widget.help) > 40, label  # a sentence, not a word

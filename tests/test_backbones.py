@@ -1,5 +1,6 @@
 """Pretrained backbones, offline: weight files written from randomly initialised backbones under keras's own
-names are loaded from DCNN_WEIGHTS_DIR; freezing, fine-tuning the top N, saving and the missing-weights message."""
+names (their md5 trusted for the test) are loaded from DCNN_WEIGHTS_DIR; freezing, fine-tuning the top N, saving,
+and what users read when there are no weights or the wrong ones (one sentence, no path)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from dcnn_core.design.spec import Backbone, ModelSpec
 from dcnn_core.headless import experiment
 from dcnn_core.runtime import import_keras
 from dcnn_core.training.config import TrainConfig
+from tests.helpers import trust_weights
 
 SIZE = 32  # the smallest input both keras.applications backbones accept
 INPUT_SHAPE = (20, 20, 1)  # grey, and smaller than the backbone's input: both the resize and the channel repeat are used
@@ -56,6 +58,7 @@ def weights_dir(source_backbones, monkeypatch, tmp_path):
     monkeypatch.setenv(backbones.WEIGHTS_DIR_VARIABLE, str(folder))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))  # an empty cache: the folder is the only source
     monkeypatch.setattr(backbones, "_host_answers", lambda url: False)  # offline, and fast
+    trust_weights(monkeypatch, folder)
     return folder
 
 
@@ -130,22 +133,55 @@ def test_no_weights_gives_one_sentence_and_random_initialisation_still_works(mon
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
     monkeypatch.setattr(backbones, "_host_answers", lambda url: False)
     status = backbones.weights_status("mobilenet_v3_small")
-    assert not status.available
-    assert "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5" in status.message
+    assert not status.available and status.message == backbones.NOT_AVAILABLE
     assert "random initialisation" in status.message and status.message.count(". ") == 0
-    with pytest.raises(backbones.WeightsUnavailable, match="No ImageNet weights for MobileNetV3-Small"):
+    for detail in (backbones.CATALOGUE["mobilenet_v3_small"].weights_file, backbones.WEIGHTS_DIR_VARIABLE):
+        assert detail not in status.message and detail in backbones.organiser_help("mobilenet_v3_small")  # for the organiser
+    assert str(tmp_path) not in status.message + backbones.organiser_help("mobilenet_v3_small")
+    with pytest.raises(backbones.WeightsUnavailable, match="^ImageNet weights are not available on this server"):
         build_model(_spec(), INPUT_SHAPE, CLASSES)
     model = build_model(_spec(weights="random"), INPUT_SHAPE, CLASSES)
     assert model.output_shape == (None, CLASSES)
 
 
-def test_a_file_that_is_not_the_backbone_is_refused_clearly(source_backbones, monkeypatch, tmp_path):
+def test_offline_on_purpose_never_probes_the_download_host(monkeypatch, tmp_path):
+    monkeypatch.delenv(backbones.WEIGHTS_DIR_VARIABLE, raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setenv("DCNN_OFFLINE", "1")
+    probes = []
+    monkeypatch.setattr(backbones, "_host_answers", lambda url: probes.append(url) or True)
+    assert backbones.weights_status("efficientnet_b0").source == "missing" and probes == []
+
+
+def test_a_wrong_file_in_the_folder_is_refused_with_one_sentence_and_logged(source_backbones, monkeypatch, tmp_path, caplog):
+    """EfficientNet's file under MobileNet's name: its md5 is not MobileNet's, so it is never loaded (nor deleted)."""
     folder, _ = source_backbones
+    trust_weights(monkeypatch, folder)
     wrong = tmp_path / backbones.CATALOGUE["mobilenet_v3_small"].weights_file
     wrong.write_bytes((folder / backbones.CATALOGUE["efficientnet_b0"].weights_file).read_bytes())
     monkeypatch.setenv(backbones.WEIGHTS_DIR_VARIABLE, str(tmp_path))
-    with pytest.raises(backbones.WeightsUnavailable, match="does not hold MobileNetV3-Small's weights"):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    monkeypatch.setattr(backbones, "_host_answers", lambda url: False)
+    status = backbones.weights_status("mobilenet_v3_small")
+    assert (status.available, status.source, status.message) == (False, "damaged", backbones.DAMAGED)
+    assert status.message == "The ImageNet weights on this server are damaged; the organiser has been told (server log)."
+    with pytest.raises(backbones.WeightsUnavailable) as refused:
         build_model(_spec(), INPUT_SHAPE, CLASSES)
+    assert str(refused.value) == backbones.DAMAGED
+    assert wrong.exists()  # the organiser's file: refused, never deleted
+    assert str(wrong) in caplog.text  # the details are in the server log
+
+
+def test_a_file_with_the_right_hash_that_keras_cannot_load_is_refused_without_its_path(source_backbones, monkeypatch, tmp_path):
+    folder, _ = source_backbones
+    wrong = tmp_path / backbones.CATALOGUE["mobilenet_v3_small"].weights_file
+    wrong.write_bytes((folder / backbones.CATALOGUE["efficientnet_b0"].weights_file).read_bytes())
+    trust_weights(monkeypatch, tmp_path)  # as if the catalogue's md5 were wrong: the load itself must refuse it
+    monkeypatch.setenv(backbones.WEIGHTS_DIR_VARIABLE, str(tmp_path))
+    monkeypatch.setattr(backbones, "_host_answers", lambda url: False)
+    with pytest.raises(backbones.WeightsUnavailable) as refused:
+        build_model(_spec(), INPUT_SHAPE, CLASSES)
+    assert str(refused.value) == backbones.DAMAGED and str(tmp_path) not in str(refused.value)
 
 
 def test_the_spec_carries_the_backbone_and_old_files_still_load():
@@ -175,25 +211,49 @@ def test_the_analysis_refuses_too_small_an_input_and_shows_the_backbone_output()
     assert rows["backbone"].output_shape == (3, 3, 576) and rows["backbone"].mult_adds > 9_000_000
 
 
-def test_the_model_page_offers_the_pretrained_family_with_its_costs(monkeypatch, tmp_path):
-    import keras
+def _model_page(monkeypatch, weights_dir: Path, keras_home: Path):
+    """The Model page of a server offline on purpose, with ``DCNN_WEIGHTS_DIR`` set, its pretrained family picked."""
     from streamlit.testing.v1 import AppTest
 
-    def offline():
-        raise OSError("URL fetch failure: Name or service not known")
-
-    monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", offline)
-    monkeypatch.setenv(backbones.WEIGHTS_DIR_VARIABLE, str(tmp_path / "empty"))
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
-    monkeypatch.setattr(backbones, "_host_answers", lambda url: False)
+    monkeypatch.setenv("DCNN_OFFLINE", "1")  # no download of the default data set, no probe of the weights' host
+    monkeypatch.setenv(backbones.WEIGHTS_DIR_VARIABLE, str(weights_dir))
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
     at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=90)
     at.run()
     at.switch_page("pages/model.py")
     at.run()
     at.radio(key="model_family").set_value("Pretrained backbone").run()
     assert not at.exception, [e.value for e in at.exception]
-    assert at.radio(key="model_backbone_weights").value == "random"  # no weights here: random initialisation is offered
-    assert any("No ImageNet weights for MobileNetV3-Small" in w.value for w in at.warning)
+    return at
+
+
+def _everything_on_the_page(at) -> str:
+    """Every element the page drew (tabs and expanders included), as protobuf text: labels, options, code, captions."""
+    parts = []
+
+    def walk(node) -> None:
+        if getattr(node, "proto", None) is not None:
+            parts.append(str(node.proto))
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at.main)
+    walk(at.sidebar)
+    return "\n".join(parts)
+
+
+def test_the_model_page_offers_the_pretrained_family_with_its_costs(monkeypatch, tmp_path):
+    """Offline, with no weights in the organiser's folder: ImageNet weights are shown as not available, and disabled."""
+    at = _model_page(monkeypatch, tmp_path / "empty-weights-folder", tmp_path / "keras-home")
+    weights = at.radio(key="model_backbone_weights")
+    assert weights.value == "random" and weights.disabled  # random initialisation is the one choice here
+    assert weights.options[0] == "ImageNet weights (transfer learning) (not available on this server)"
+    assert [w.value for w in at.warning if "ImageNet" in w.value] == [backbones.NOT_AVAILABLE]
+    organiser = [e for e in at.expander if e.label == "For the organiser"]
+    assert len(organiser) == 1
+    instructions = " ".join(m.value for m in organiser[0].markdown)
+    assert backbones.WEIGHTS_DIR_VARIABLE in instructions and backbones.CATALOGUE["mobilenet_v3_small"].weights_file in instructions
+    assert str(tmp_path) not in _everything_on_the_page(at)  # nor any other server path
     at.select_slider(key="model_backbone_input_size").set_value(128).run()
     at.slider(key="model_backbone_fine_tune_layers").set_value(5).run()
     assert not at.exception, [e.value for e in at.exception]
@@ -203,6 +263,20 @@ def test_the_model_page_offers_the_pretrained_family_with_its_costs(monkeypatch,
     assert "stay frozen" in caption and f"{backbones.CATALOGUE['mobilenet_v3_small'].parameters:,}" in caption
     at.radio(key="model_family").set_value("Design from scratch").run()
     assert at.session_state["model_spec"].backbone is None and not at.exception
+
+
+def test_with_weights_in_the_folder_the_page_offers_them_and_never_shows_the_folder(source_backbones, monkeypatch, tmp_path):
+    folder, _ = source_backbones
+    trust_weights(monkeypatch, folder)
+    at = _model_page(monkeypatch, folder, tmp_path / "keras-home")
+    weights = at.radio(key="model_backbone_weights")
+    assert weights.value == "imagenet" and not weights.disabled and weights.options[0] == "ImageNet weights (transfer learning)"
+    assert "ImageNet weights are on this server." in [c.value for c in at.caption]
+    assert not [e for e in at.expander if e.label == "For the organiser"]
+    assert "WEIGHTS = 'imagenet'" in at.code[0].value  # the generated script downloads keras's weights on its reader's machine
+    page = _everything_on_the_page(at)
+    assert str(folder) not in page and backbones.WEIGHTS_DIR_VARIABLE not in page
+    assert backbones.CATALOGUE["mobilenet_v3_small"].weights_file not in page
 
 
 def test_a_training_job_runs_both_phases_and_shows_where_fine_tuning_began(weights_dir, source_backbones):

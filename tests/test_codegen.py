@@ -18,6 +18,7 @@ from dcnn_core.training import config as training_config
 from dcnn_core.training.config import Augmentation, TrainConfig
 from dcnn_core.training.job import TrainingJob
 from dcnn_core.training.registry import JobRegistry
+from tests.helpers import trust_weights
 
 
 @pytest.mark.parametrize("name", list(spec.PRESETS))
@@ -147,16 +148,22 @@ def weights_folder(mobilenet_weights, monkeypatch, tmp_path):
     monkeypatch.setenv(backbones.WEIGHTS_DIR_VARIABLE, str(folder))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))  # an empty cache: the folder is the only source
     monkeypatch.setattr(backbones, "_host_answers", lambda url: False)  # offline, and fast
+    trust_weights(monkeypatch, folder)  # the app checks the file's md5: expect the stand-in's
     return folder
+
+
+def _with_local_weights(script: str, path) -> str:
+    """The script with its ``WEIGHTS = 'imagenet'`` line pointed at a local copy, as its comment tells a reader."""
+    return re.sub(r"^WEIGHTS = 'imagenet'.*$", f"WEIGHTS = {str(path)!r}", script, count=1, flags=re.M)
 
 
 def test_generated_backbone_model_is_the_apps_with_the_folders_weights(weights_folder, mobilenet_weights, tmp_path):
     design, shape = _backbone_spec(), (20, 20, 1)  # grey and smaller than 32: the resize and the channel repeat are used
     script = codegen.generate_script(design, shape, 3, "shapes", TrainConfig())
     entry = backbones.info("mobilenet_v3_small")
-    assert f"WEIGHTS = {str(weights_folder / entry.weights_file)!r}" in script
+    assert "WEIGHTS = 'imagenet'" in script and str(weights_folder) not in script  # the server's folder is never shown
     path = tmp_path / "backbone.py"
-    path.write_text(script)
+    path.write_text(_with_local_weights(script, weights_folder / entry.weights_file))
     generated = runpy.run_path(str(path), run_name="generated")["build_model"]()
     ours = build_model(design, shape, 3)
     assert _layer_names(generated) == _layer_names(ours)
@@ -193,7 +200,8 @@ def test_generated_backbone_script_trains_the_head_then_fine_tunes_the_top_layer
     config = TrainConfig(epochs=2, batch_size=32, seed=4, schedule="cosine", learning_rate=0.002)
     data = tiny_shapes  # 16×16 grey
     np.savez(tmp_path / "dataset.npz", x_train=data.x_train, y_train=data.y_train, x_test=data.x_test, y_test=data.y_test)
-    (tmp_path / "script.py").write_text(codegen.generate_script(design, data.input_shape, data.num_classes, "shapes", config))
+    script = codegen.generate_script(design, data.input_shape, data.num_classes, "shapes", config)
+    (tmp_path / "script.py").write_text(_with_local_weights(script, weights_folder / backbones.info("mobilenet_v3_small").weights_file))
     (tmp_path / "driver.py").write_text(_DRIVER)
     result = subprocess.run(
         [sys.executable, "driver.py", "script.py", "dataset.npz"], cwd=tmp_path, capture_output=True, text=True, timeout=300,

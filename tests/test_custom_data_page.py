@@ -166,3 +166,15 @@ def test_image_sets_per_person_are_bounded_and_a_refusal_loses_nothing(monkeypat
     at.button(key="data_custom_remove_0").click().run()
     at.button(key="data_custom_import_zip").click().run()
     assert list(at.session_state["custom_datasets"]) == ["more"]
+
+
+def test_a_failed_import_after_a_good_one_shows_only_its_own_outcome(at):
+    """The previous import's success banner must not sit under the new import's error, as if both were news."""
+    at.file_uploader(key="data_custom_zip").set_value(("shapes.zip", _shapes_zip(), "application/zip")).run()
+    at.button(key="data_custom_import_zip").click().run()
+    assert len(at.success) == 1
+    at.file_uploader(key="data_custom_zip").set_value(("junk.zip", b"not a zip at all", "application/zip")).run()
+    at.button(key="data_custom_import_zip").click().run()
+    assert not at.exception and at.error
+    assert not at.success  # only the error about junk.zip
+    assert "shapes" in at.session_state["custom_datasets"]  # the earlier set is still there

@@ -46,13 +46,19 @@ def test_arrays_are_read_only_so_users_cannot_corrupt_shared_data(tiny_shapes):
         tiny_shapes.x_train[0, 0, 0, 0] = 1
 
 
-def test_download_failure_is_a_clear_dataset_unavailable(monkeypatch):
-    import keras
+def test_download_failure_is_a_clear_dataset_unavailable(monkeypatch, tmp_path):
+    import dataclasses
+    import socket
 
-    def offline():
-        raise OSError("URL fetch failure: Name or service not known")
+    from dcnn_core import downloads
+    from dcnn_core.data import downloaded
 
-    monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", offline)
+    with socket.create_server(("127.0.0.1", 0)) as closed:  # a port nobody listens on once the block ends
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/"
+    files = tuple(dataclasses.replace(f, remote=downloads.Remote(url + f.name)) for f in downloaded.SOURCES["fashion_mnist"])
+    monkeypatch.setitem(downloaded.SOURCES, "fashion_mnist", files)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.delenv("DCNN_OFFLINE", raising=False)
     with pytest.raises(datasets.DatasetUnavailable, match="Fashion-MNIST could not be downloaded"):
         datasets.load_dataset("fashion_mnist")
 

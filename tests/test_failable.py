@@ -263,33 +263,47 @@ def test_importing_keras_puts_its_objects_out_of_the_collectors_reach():
     assert gc.get_freeze_count() > 100_000
 
 
-# --- data sets that download (download mocked) -------------------------------------------------
+# --- data sets that download (their files already in Keras's cache, as a download leaves them) -----------------
 
 
-def _fake_download(monkeypatch, name: str, image_shape: tuple[int, ...], label_shape: str):
-    from dcnn_core.runtime import import_keras
+def _cached_download(monkeypatch, tmp_path, name: str, image_shape: tuple[int, ...]):
+    """``name``'s file in its own format (mnist.npz; CIFAR-10's archive of pickled batches) in Keras's cache under
+    ``tmp_path``, with the catalogue expecting its sha256: what a finished download leaves. Returns the training images."""
+    import io
+    import pickle
+    import tarfile
+
+    from dcnn_core import downloads
+    from dcnn_core.data import downloaded
 
     rng = np.random.default_rng(0)
     train_images = rng.integers(0, 256, (12, *image_shape), dtype=np.uint8)
     test_images = rng.integers(0, 256, (4, *image_shape), dtype=np.uint8)
-    train_labels, test_labels = np.arange(12) % 10, np.arange(4) % 10
-    if label_shape == "column":  # CIFAR-10 gives labels as (N, 1)
-        train_labels, test_labels = train_labels[:, None], test_labels[:, None]
-    calls = []
+    train_labels, test_labels = (np.arange(12) % 10).astype(np.uint8), (np.arange(4) % 10).astype(np.uint8)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    source = downloaded.SOURCES[name][0]
+    path = tmp_path / "datasets" / source.name
+    path.parent.mkdir(parents=True)
+    if name == "mnist":
+        np.savez(path, x_train=train_images, y_train=train_labels, x_test=test_images, y_test=test_labels)
+    else:  # CIFAR-10: five training batches and a test batch, channels first, labels as lists
+        parts = [*zip(np.array_split(train_images, 5), np.array_split(train_labels, 5), strict=True), (test_images, test_labels)]
+        with tarfile.open(path, "w:gz") as archive:
+            for member, (images, labels) in zip(downloaded.CIFAR_MEMBERS, parts, strict=True):
+                data = pickle.dumps({b"data": images.transpose(0, 3, 1, 2).reshape(len(images), -1), b"labels": labels.tolist()})
+                entry = tarfile.TarInfo(member)
+                entry.size = len(data)
+                archive.addfile(entry, io.BytesIO(data))
+    sha256 = downloads.hash_of(str(path), source.remote.file_hash)
+    remote = dataclasses.replace(source.remote, file_hash=sha256)
+    monkeypatch.setitem(downloaded.SOURCES, name, (dataclasses.replace(source, remote=remote),))
+    return train_images
 
-    def load_data():
-        calls.append(name)
-        return (train_images, train_labels.astype(np.uint8)), (test_images, test_labels.astype(np.uint8))
 
-    monkeypatch.setattr(getattr(import_keras().datasets, name), "load_data", load_data)
-    return train_images, calls
-
-
-def test_mnist_loads_from_the_keras_download(monkeypatch):
+def test_mnist_loads_from_the_keras_download(monkeypatch, tmp_path):
     monkeypatch.delenv("DCNN_OFFLINE", raising=False)
-    images, calls = _fake_download(monkeypatch, "mnist", (28, 28), "flat")
+    images = _cached_download(monkeypatch, tmp_path, "mnist", (28, 28))
     data = datasets.load_dataset("mnist")
-    assert calls == ["mnist"]
     assert data.key == "mnist" and data.input_shape == (28, 28, 1) and data.light_on_dark
     assert data.class_names == tuple(str(d) for d in range(10))
     assert np.array_equal(data.x_train[..., 0], images) and data.y_train.tolist() == (np.arange(12) % 10).tolist()
@@ -297,20 +311,19 @@ def test_mnist_loads_from_the_keras_download(monkeypatch):
     assert not data.x_train.flags.writeable
 
 
-def test_cifar10_loads_from_the_keras_download(monkeypatch):
+def test_cifar10_loads_from_the_keras_download(monkeypatch, tmp_path):
     monkeypatch.delenv("DCNN_OFFLINE", raising=False)
-    images, calls = _fake_download(monkeypatch, "cifar10", (32, 32, 3), "column")
+    images = _cached_download(monkeypatch, tmp_path, "cifar10", (32, 32, 3))
     data = datasets.load_dataset("cifar10")
-    assert calls == ["cifar10"]
     assert data.input_shape == (32, 32, 3) and not data.light_on_dark and data.class_names == datasets.CIFAR10_CLASSES
     assert np.array_equal(data.x_train, images)
     assert data.y_train.shape == (12,) and data.y_test.tolist() == [0, 1, 2, 3]  # (N, 1) labels flattened
 
 
 @pytest.mark.parametrize("key, title", [("fashion_mnist", "Fashion-MNIST"), ("mnist", "MNIST"), ("cifar10", "CIFAR-10")])
-def test_offline_on_purpose_refuses_downloads_at_once(monkeypatch, key, title):
-    _, calls = _fake_download(monkeypatch, key, (28, 28), "flat")
+def test_offline_on_purpose_refuses_downloads_at_once(monkeypatch, tmp_path, key, title):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setenv("DCNN_OFFLINE", "1")
     with pytest.raises(datasets.DatasetUnavailable, match=f"^{title} could not be downloaded — this server seems to be offline"):
         datasets.load_dataset(key)
-    assert calls == [], "a download was attempted although DCNN_OFFLINE=1"
+    assert list(tmp_path.iterdir()) == [], "a download was attempted although DCNN_OFFLINE=1"

@@ -472,3 +472,17 @@ def test_a_hostile_run_name_is_shown_literally_in_the_legend_and_the_toast(tiny_
     toasts = [t.value for t in at.toast]
     assert toasts and all("<strong>bold" not in MarkdownIt("commonmark").render(t) and "<a " not in MarkdownIt().render(t) for t in toasts)
     assert any(HOSTILE.replace("<", "&lt;").replace(">", "&gt;") in MarkdownIt("commonmark").render(t) for t in toasts)
+
+
+def test_an_uncaught_error_shows_no_path_type_or_traceback_to_the_attendee(tmp_path):
+    """``client.showErrorDetails`` is "none": the browser gets one generic sentence, the server log the rest."""
+    from streamlit.testing.v1 import AppTest
+
+    script = tmp_path / "broken_page.py"
+    script.write_text('open("/srv/organiser/secret-folder/leaderboard.sqlite3")\n')
+    at = AppTest.from_file(str(script))
+    at.run()
+    shown = at.exception[0]
+    assert "secret-folder" not in shown.value and "FileNotFoundError" not in shown.value
+    assert not shown.stack_trace and not shown.proto.type
+    assert "encountered an error" in shown.value

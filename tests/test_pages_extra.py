@@ -310,3 +310,19 @@ def test_painting_the_draw_grid_inks_and_erases_the_selected_cells(bare_session_
     assert np.flatnonzero(bare_session_state[draw_view.DRAW_INK]).tolist() == [3 * side + col for col in range(6, 10)]
     picture = np.asarray(draw_view.drawing_image(bare_session_state[draw_view.DRAW_INK], light_on_dark=True))
     assert picture[3 * 8 + 4, 7 * 8 + 4] > 150 and picture[3 * 8 + 4, 5 * 8 + 4] < 100  # ink where painted, none where erased
+
+
+def test_a_failed_run_shows_one_sentence_and_no_traceback_or_server_path(server, monkeypatch):
+    from dcnn_core.training import lifecycle
+
+    def broken(*args, **kwargs):
+        raise OSError(f"[Errno 13] Permission denied: '{server}/secret/model.keras'")
+
+    monkeypatch.setattr(lifecycle, "build_and_compile", broken)
+    run = train_in_app(spec.preset("Simple CNN"), TrainConfig(epochs=1, batch_size=16), TINY_SHAPES, OWNER)
+    assert run.status == training.FAILED
+    at = _open("train", selected=run.run_id)
+    shown = " ".join(element.value for kind in ("error", "markdown", "code", "caption") for element in at.get(kind)
+                     if isinstance(getattr(element, "value", None), str))  # fmt: skip
+    assert "Training failed." in shown and "could not read or write a file" in shown
+    assert str(server) not in shown and "Traceback" not in shown and "OSError" not in shown

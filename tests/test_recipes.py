@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from dcnn_core.data import datasets
 from dcnn_core.design import plan, recipes, spec
+from dcnn_core.training import budget
 from dcnn_core.training import job as training
 from tests.helpers import goto
 from ui import training_view
@@ -42,12 +43,7 @@ def test_nearest_fitting_design_for_lenet_on_8x8_digits():
 
 
 def _offline_app(monkeypatch) -> AppTest:
-    import keras
-
-    def offline():
-        raise OSError("URL fetch failure: Name or service not known")
-
-    monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", offline)
+    monkeypatch.setenv("DCNN_OFFLINE", "1")  # the default data set is refused at once: Shapes stands in
     at = AppTest.from_file(APP, default_timeout=30)
     at.run()
     assert not at.exception
@@ -112,3 +108,24 @@ def test_with_recipes_convolutions_beat_the_dense_net_on_shapes():
     dense, lenet, simple = (_test_accuracy(name, data, epochs=12) for name in ("Article baseline", "LeNet-5", "Simple CNN"))
     assert dense < simple, (dense, simple)
     assert dense <= lenet <= simple, (dense, lenet, simple)
+
+
+def test_best_in_n_minutes_plans_the_recipe_to_the_budget_with_the_data_sets_augmentation(monkeypatch):
+    at = _offline_app(monkeypatch)
+    goto(at, "data")
+    at.selectbox(key="data_dataset").set_value("digits").run()
+    goto(at, "model")
+    at.selectbox(key="model_preset").set_value("VGG-style mini").run()
+    goto(at, "train")
+    at.selectbox(key="train_budget").set_value(60.0).run()
+    assert not at.exception
+    config = at.session_state["train_config"]
+    assert config.budget_s == 60.0 and config.epochs == budget.MOST_EPOCHS and at.slider(key="train_epochs").disabled
+    assert any("planned to 1 min" in caption.value for caption in at.caption)
+    at.button(key="train_use_recipe").click().run()
+    assert not at.exception
+    assert at.session_state["train_config"] == recipes.budget_config("VGG-style mini", "digits", 60.0)
+    assert not at.toggle(key="train_aug_flip").value and at.slider(key="train_aug_shift").value == 0.1  # digits: never flipped
+    assert at.button(key="train_use_recipe").disabled
+    at.selectbox(key="train_budget").set_value(0.0).run()  # back to the fixed-epoch recipe
+    assert at.session_state["train_config"].budget_s is None and not at.slider(key="train_epochs").disabled

@@ -40,7 +40,7 @@ def instructor_room(monkeypatch, tmp_path):
     from ui import resources
 
     monkeypatch.setenv("DCNN_RUNS_DIR", str(tmp_path))
-    monkeypatch.setenv("DCNN_INSTRUCTOR_KEY", "k")
+    monkeypatch.setenv("DCNN_INSTRUCTOR_KEY", "instructor-key-42")
     resources.settings.clear()
     resources.engine.clear()
     yield resources.engine().rules
@@ -74,3 +74,45 @@ def test_the_instructor_tightens_the_limits_and_the_next_attendees_run_follows_t
     progress = resources.progress(run_id)
     assert progress.epochs == 2 and progress.epoch == 2  # cut to the room's limit
     assert progress.batches_per_epoch == -(-64 // 32)  # 64 images per epoch at batch 32
+
+
+def test_the_servers_disk_for_all_runs_is_capped_whoever_asks(tmp_path):
+    """Many people (or many URL tokens) each within their own quota still cannot fill the server's disk."""
+    from dcnn_core.design import spec
+    from dcnn_core.training.config import TrainConfig
+    from dcnn_core.training.description import RunDescription
+    from dcnn_core.training.engines.local import LocalEngine
+    from dcnn_core.training.runs import RunStore
+
+    engine = LocalEngine(RunStore(tmp_path), ServerRules(RoomLimits(max_disk_mb_total=1)))
+    design, config = spec.preset("Simple CNN"), TrainConfig(epochs=1, batch_size=16)
+    first = engine.submit(RunDescription(design, config, TINY_SHAPES, owner="a" * 32))
+    assert engine.wait(first, 60)
+    (tmp_path / first / "padding.bin").write_bytes(b"\0" * (2 << 20))  # the room's runs now take more than 1 MB
+    with pytest.raises(Refused, match="disk for saved runs is full") as refusal:
+        engine.submit(RunDescription(design, config, TINY_SHAPES, owner="b" * 32))  # somebody else, with an empty quota
+    assert refusal.value.limit == "max_disk_mb_total"
+    assert (tmp_path / first).is_dir() and engine.run(first) is not None  # nothing already saved is lost
+
+
+def test_the_memory_for_everyones_own_images_is_capped_and_freed_when_a_set_is_let_go(tmp_path):
+    import gc
+
+    from dcnn_core.data import datasets
+    from dcnn_core.training.engines.local import SHELF_KEY, LocalEngine, dataset_bytes
+    from dcnn_core.training.runs import RunStore
+
+    engine = LocalEngine(RunStore(tmp_path), ServerRules(RoomLimits(max_own_images_mb_total=1)))
+    mine = datasets.load_shapes(count_per_class=100, image_size=32, seed=1)  # ~0.6 MB: one fits, two do not
+    theirs = datasets.load_shapes(count_per_class=100, image_size=32, seed=2)
+    assert 0.5 * 2**20 < dataset_bytes(mine) < 2**20
+    own = {"key": "custom", "options": {"name": "my shapes"}}
+    engine.share_dataset(mine, own)
+    engine.share_dataset(mine, own)  # the same set again is not counted twice
+    with pytest.raises(Refused, match="memory for the room's own images is full") as refusal:
+        engine.share_dataset(theirs, own)
+    assert refusal.value.limit == "max_own_images_mb_total" and "Nothing was changed" in str(refusal.value)
+    del mine  # its session ended: the shelf lets it go
+    gc.collect()
+    reference = engine.share_dataset(theirs, own)
+    assert engine.shelf.get(reference[SHELF_KEY]) is theirs and engine.shelf.held_bytes() == dataset_bytes(theirs)

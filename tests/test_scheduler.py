@@ -55,6 +55,38 @@ def test_first_turns_go_in_the_order_of_start_and_nobody_starves():
     assert first_third >= 4
 
 
+def test_a_flood_of_new_runs_cannot_starve_a_run_in_progress():
+    """A loop of Start and Stop from many tabs: each new run takes a first turn and is stopped; the run in progress still trains."""
+    scheduler = FairScheduler(slots=1, slice_s=0.01)
+    grants: list[str] = []
+    done = threading.Event()
+
+    def flood():
+        for number in range(40):
+            name = f"new-{number}"
+            threading.Thread(target=lambda n=name: scheduler.acquire(n, first=True) and (grants.append(n), scheduler.release(n))).start()
+            time.sleep(0.002)
+        done.set()
+
+    assert scheduler.acquire("runner", first=True)
+    grants.append("runner")
+    flooding = threading.Thread(target=flood)
+    flooding.start()
+    time.sleep(0.05)  # the line fills with new runs
+    while not done.is_set() or scheduler.waiting_count():
+        scheduler.release("runner")
+        if not scheduler.acquire("runner"):
+            break
+        grants.append("runner")
+        time.sleep(0.01)
+    scheduler.release("runner")
+    flooding.join(5)
+    runner_turns = [index for index, name in enumerate(grants) if name == "runner"]
+    gaps = [later - earlier - 1 for earlier, later in zip(runner_turns, runner_turns[1:], strict=False)]
+    assert sum(name.startswith("new-") for name in grants) == 40  # every new run had its first turn too
+    assert max(gaps) <= 2, gaps  # at most two first turns between two of the runner's
+
+
 def test_a_waiting_job_can_be_cancelled_and_leaves_the_line():
     scheduler = FairScheduler(slots=1, slice_s=60)
     assert scheduler.acquire("busy")

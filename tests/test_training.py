@@ -9,8 +9,8 @@ import pytest
 
 from dcnn_core.design import spec
 from dcnn_core.results.evaluation import predict_probabilities
+from dcnn_core.training import failures, lifecycle
 from dcnn_core.training import job as training
-from dcnn_core.training import lifecycle
 from dcnn_core.training.registry import JobRegistry
 
 
@@ -83,17 +83,25 @@ def test_nan_loss_stops_with_a_clear_message(digits):
     assert "learning rate" in progress.message
 
 
-def test_an_exception_in_training_fails_only_that_job(tiny_shapes, monkeypatch):
+def test_an_exception_in_training_fails_only_that_job_with_a_sentence_and_the_details_in_the_log(tiny_shapes, monkeypatch, caplog):
     def broken(*args, **kwargs):
-        raise RuntimeError("simulated out of memory\nwith a second line")
+        raise OSError("[Errno 28] No space left on device: '/srv/organiser/runs/abc/model.keras'")
 
     monkeypatch.setattr(lifecycle, "build_and_compile", broken)
     job = training.TrainingJob(spec.preset("Simple CNN"), tiny_shapes, training.TrainConfig(epochs=1))
     job.run()
     progress = job.snapshot()
     assert progress.status == training.FAILED
-    assert progress.message == "RuntimeError: simulated out of memory"
-    assert "Traceback" in progress.details
+    assert progress.message == failures.FILE_PROBLEM  # one sentence for the attendee: no path, no error type
+    assert "/srv/organiser" not in progress.message and "OSError" not in progress.message
+    assert "Traceback" in progress.details  # kept for the headless client
+    assert "/srv/organiser/runs" in caplog.text and job.job_id in caplog.text  # the organiser's side
+
+
+def test_a_failure_message_says_what_kind_of_problem_it_was():
+    assert failures.user_message(MemoryError()) == failures.OUT_OF_MEMORY
+    assert failures.user_message(ValueError("Negative dimension size caused by subtracting 3 from 2")) == failures.DESIGN_PROBLEM
+    assert failures.user_message(RuntimeError("anything at all")) == failures.UNEXPECTED
 
 
 def test_a_short_run_started_second_finishes_while_a_long_one_keeps_training(digits):

@@ -24,6 +24,8 @@ LAST_REPORT = "custom_import_report"  # the latest ImportReport, shown until the
 WEBCAM_SHOTS = "custom_webcam_shots"  # class index → {"kept": {file id: (name, JPEG bytes)}, "seen": file ids}
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp"]
 MAX_BUILD_CLASSES = 10
+MAX_WEBCAM_SHOTS_PER_CLASS = 30  # webcam pictures kept for one class: plenty to train on, and bounded in session memory
+MAX_WEBCAM_SHOTS = 100  # webcam pictures kept in all (a JPEG is ~20-100 KB; they stay in session state until imported)
 _log = logging.getLogger(__name__)
 
 
@@ -104,18 +106,48 @@ def _class_inputs(index: int, class_name: str) -> list[tuple[str, bytes]]:
         uploads = st.file_uploader(
             f"Images for class {index + 1}", type=IMAGE_TYPES, accept_multiple_files=True, key=f"data_custom_files_{index}"
         )
-        shots = st.session_state[WEBCAM_SHOTS].setdefault(index, {"kept": {}, "seen": set()})
+        every_class = st.session_state[WEBCAM_SHOTS]
+        shots = every_class.setdefault(index, {"kept": {}, "seen": set()})
         if st.toggle("Use the webcam", key=f"data_custom_webcam_on_{index}"):
-            picture = st.camera_input("Take a picture (clear it to take the next)", key=f"data_custom_camera_{index}")
-            if picture is not None and picture.file_id not in shots["seen"]:  # each picture is kept once, even after "Forget"
-                shots["seen"].add(picture.file_id)
-                shots["kept"][picture.file_id] = (f"webcam-{len(shots['seen'])}.jpg", picture.getvalue())
+            if webcam_cap(every_class, index) is None:  # at the cap the camera goes away until some are forgotten
+                picture = st.camera_input("Take a picture (clear it to take the next)", key=f"data_custom_camera_{index}")
+                if picture is not None:
+                    keep_webcam_shot(every_class, index, picture.file_id, picture.getvalue())
+            full = webcam_cap(every_class, index)
+            if full:
+                st.info(full, icon=":material/photo_camera:")
         if shots["kept"]:
             left, right = st.columns([3, 1], vertical_alignment="center")
             count = len(shots["kept"])
             left.caption(f"{count} webcam picture{'s' if count != 1 else ''} kept for this class.")
             right.button("Forget them", key=f"data_custom_clear_shots_{index}", on_click=shots["kept"].clear)
     return [(upload.name, upload.getvalue()) for upload in uploads or []] + list(shots["kept"].values())
+
+
+def webcam_cap(every_class: dict[int, dict], index: int) -> str | None:
+    """Why class ``index`` may not keep another webcam picture (one line for the user), or None while it may."""
+    kept = len(every_class.get(index, {}).get("kept", {}))
+    if kept >= MAX_WEBCAM_SHOTS_PER_CLASS:
+        return f"This class has {kept} webcam pictures, the most kept for one class: press Forget them to take others."
+    total = sum(len(shots["kept"]) for shots in every_class.values())
+    if total >= MAX_WEBCAM_SHOTS:
+        return f"You have {total} webcam pictures in all, the most kept: forget some to take others."
+    return None
+
+
+def keep_webcam_shot(every_class: dict[int, dict], index: int, file_id: str, data: bytes) -> bool:
+    """Keep a new picture for class ``index`` (True) unless it was seen before or a cap is reached.
+
+    Each picture counts once, even after "Forget them" (the camera still shows it) or when refused at the cap.
+    """
+    shots = every_class.setdefault(index, {"kept": {}, "seen": set()})
+    if file_id in shots["seen"]:
+        return False
+    shots["seen"].add(file_id)
+    if webcam_cap(every_class, index) is not None:
+        return False
+    shots["kept"][file_id] = (f"webcam-{len(shots['seen'])}.jpg", data)
+    return True
 
 
 def _folder_tab(options: custom_options.ImportOptions, name: str) -> None:
@@ -130,6 +162,7 @@ def _folder_tab(options: custom_options.ImportOptions, name: str) -> None:
 
 def _import(make_report: Callable[[], custom_options.ImportReport], raw_name: str) -> None:
     """Run an import; a refusal or any failure becomes one message, and the app keeps working."""
+    st.session_state[LAST_REPORT] = None  # the previous import's banner would read as this one's outcome
     sets = st.session_state[state.CUSTOM_DATASETS]
     if custom_data.set_name(raw_name) not in sets:  # replacing a set of the same name is always allowed
         try:
@@ -156,6 +189,11 @@ def _import(make_report: Callable[[], custom_options.ImportReport], raw_name: st
 
 
 def _store(report: custom_options.ImportReport, name: str) -> None:
+    try:  # the server counts every own image set it holds against the room's memory for them
+        resources.engine().share_dataset(report.dataset, DatasetChoice(CUSTOM_KEY, {"name": name}).to_dict())
+    except Refused as refusal:
+        st.error(plain(str(refusal)), icon=":material/block:")
+        return
     st.session_state[state.CUSTOM_DATASETS][name] = report.dataset
     state.use_dataset(DatasetChoice(CUSTOM_KEY, {"name": name}))
     st.session_state[LAST_REPORT] = (name, report)

@@ -15,6 +15,7 @@ from dcnn_core.design import backbones, recipes
 from dcnn_core.design import spec as model_spec
 from dcnn_core.design.spec import ConvBlock, Head, ModelSpec
 from ui import resources, state
+from ui.glossary import HELP
 from ui.text import plain
 
 FILTER_CHOICES = [4, 6, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256]
@@ -168,15 +169,15 @@ def block_controls(index: int) -> None:
             key=key("kind"),
             help="plain convolutions; residual adds a skip connection; separable is depthwise + pointwise (MobileNet)",
         )
-        a.slider("Conv layers", 1, 6, key=key("conv_layers"))
-        a.select_slider("Filters", _with_current(FILTER_CHOICES, key("filters")), key=key("filters"))
-        b.select_slider("Kernel size", _with_current([1, 3, 5, 7], key("kernel_size")), key=key("kernel_size"))
-        b.select_slider("Stride", _with_current([1, 2], key("stride")), key=key("stride"))
-        b.selectbox("Padding", model_spec.PADDINGS, key=key("padding"))
-        c.selectbox("Activation", model_spec.ACTIVATIONS, key=key("activation"))
-        c.selectbox("Pooling", model_spec.POOLINGS, key=key("pooling"))
-        c.slider("Dropout", 0.0, 0.7, step=0.05, key=key("dropout"))
-        st.toggle("Batch normalisation", key=key("batch_norm"), help="BatchNormalization after each convolution")
+        a.slider("Conv layers", 1, 6, key=key("conv_layers"), help=HELP["conv_layers"])
+        a.select_slider("Filters", _with_current(FILTER_CHOICES, key("filters")), key=key("filters"), help=HELP["filters"])
+        b.select_slider("Kernel size", _with_current([1, 3, 5, 7], key("kernel_size")), key=key("kernel_size"), help=HELP["kernel_size"])
+        b.select_slider("Stride", _with_current([1, 2], key("stride")), key=key("stride"), help=HELP["stride"])
+        b.selectbox("Padding", model_spec.PADDINGS, key=key("padding"), help=HELP["padding"])
+        c.selectbox("Activation", model_spec.ACTIVATIONS, key=key("activation"), help=HELP["activation"])
+        c.selectbox("Pooling", model_spec.POOLINGS, key=key("pooling"), help=HELP["pooling"])
+        c.slider("Dropout", 0.0, 0.7, step=0.05, key=key("dropout"), help=HELP["dropout"])
+        st.toggle("Batch normalisation", key=key("batch_norm"), help=HELP["batch_norm"])
         st.session_state.setdefault(key("pool_size"), 2)
 
 
@@ -185,16 +186,16 @@ def head_controls() -> None:
         st.markdown("**Head**")
         a, b, c = st.columns(3)
         a.selectbox(
-            "Feature maps → vector", model_spec.HEAD_POOLINGS, key="model_head_pooling",
+            "Feature maps → vector", model_spec.HEAD_POOLINGS, key="model_head_pooling", help=HELP["head_pooling"],
             format_func={"flatten": "Flatten", "global_average": "Global average pooling", "global_max": "Global max pooling"}.get,
         )  # fmt: skip
-        b.slider("Dense layers", 0, MAX_DENSE, key="model_dense_count")
+        b.slider("Dense layers", 0, MAX_DENSE, key="model_dense_count", help=HELP["dense_layers"])
         c.selectbox("Dense activation", model_spec.ACTIVATIONS, key="model_head_activation")
         for index in range(st.session_state["model_dense_count"]):
             st.session_state.setdefault(f"model_dense{index}_units", 128)
             units_key = f"model_dense{index}_units"
-            b.select_slider(f"Units in dense layer {index + 1}", _with_current(UNIT_CHOICES, units_key), key=units_key)
-        c.slider("Dropout", 0.0, 0.7, step=0.05, key="model_head_dropout")
+            b.select_slider(f"Units in dense layer {index + 1}", _with_current(UNIT_CHOICES, units_key), key=units_key, help=HELP["units"])
+        c.slider("Dropout", 0.0, 0.7, step=0.05, key="model_head_dropout", help=HELP["dropout"])
 
 
 # --- pretrained backbones -------------------------------------------------------------------
@@ -204,6 +205,7 @@ PRETRAINED = "Pretrained backbone"
 FAMILIES = ("Design from scratch", PRETRAINED)
 BACKBONE_FIELDS = ("name", "input_size", "weights", "fine_tune_layers", "fine_tune_epochs", "fine_tune_lr_factor")
 WEIGHT_LABELS = {"imagenet": "ImageNet weights (transfer learning)", "random": "Random initialisation — not transfer learning"}
+NOT_HERE = " (not available on this server)"
 
 
 def _load_backbone_into_widgets(backbone: model_spec.Backbone | None) -> None:
@@ -244,12 +246,7 @@ def backbone_controls() -> None:
             help="Images are resized to this inside the model. The backbone was trained at "
             f"{entry.default_input_size} px; 96 or 128 px is several times cheaper on a CPU.",
         )  # fmt: skip
-        status = backbones.weights_status(entry.name)
-        st.radio("Weights", list(WEIGHT_LABELS), key=key("weights"), format_func=WEIGHT_LABELS.get, horizontal=True)
-        if not status.available:
-            st.warning(status.message, icon=":material/cloud_off:")
-        elif st.session_state[key("weights")] == "imagenet":
-            st.caption(status.message)
+        _weights_choice(entry.name)
         a, b, c = st.columns(3)
         a.slider("Fine-tune the top N layers", 0, 40, key=key("fine_tune_layers"),
                  help="Phase 2 trains the top N backbone layers that have weights (batch norm stays frozen); 0: no phase 2.")  # fmt: skip
@@ -257,3 +254,21 @@ def backbone_controls() -> None:
         factor_key = key("fine_tune_lr_factor")
         c.select_slider("Fine-tuning learning rate ×", sorted({0.01, 0.03, 0.1, 0.3, 1.0, st.session_state[factor_key]}), key=factor_key,
                         help="Phase 2's learning rate is the Train page's rate times this.")  # fmt: skip
+
+
+def _weights_choice(name: str) -> None:
+    """The weights radio. The core says whether ImageNet weights can be had here; when not, that option is shown as not
+    available and random initialisation is the one choice — rather than a run that fails after Start. The organiser's
+    instructions (file names, the environment variable) go into an expander, never into what everyone reads."""
+    key = "model_backbone_weights"
+    status = backbones.weights_status(name)
+    if not status.available:
+        st.session_state[key] = "random"
+    label = lambda value: WEIGHT_LABELS[value] + (NOT_HERE if value == "imagenet" and not status.available else "")  # noqa: E731
+    st.radio("Weights", list(WEIGHT_LABELS), key=key, format_func=label, horizontal=True, disabled=not status.available)
+    if not status.available:
+        st.warning(status.message, icon=":material/cloud_off:")
+        with st.expander("For the organiser", icon=":material/admin_panel_settings:"):
+            st.markdown(backbones.organiser_help(name))
+    elif st.session_state[key] == "imagenet":
+        st.caption(status.message)

@@ -13,8 +13,19 @@ from dcnn_core.data.datasets import Dataset
 from dcnn_core.design import codegen, plan
 from dcnn_core.design import spec as model_spec
 from dcnn_core.results import plots
+from dcnn_core.room.rules import Refused
 from ui import model_form, resources, state
 from ui.text import plain
+
+
+def cost_limit(analysis: plan.Analysis) -> None:
+    """The server's refusal of a training step this costly, before the user goes to Train (at the Train page's batch size)."""
+    batch_size = state.train_config().batch_size
+    try:
+        resources.engine().rules.check_cost(analysis, batch_size)
+    except Refused as refusal:
+        st.error(f"This design is over this server's cost limit at the Train page's batch size of {batch_size}. {refusal}",
+                 icon=":material/block:")  # fmt: skip
 
 
 def spec_upload() -> None:

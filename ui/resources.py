@@ -13,6 +13,7 @@ import streamlit as st
 from dcnn_core import runtime
 from dcnn_core.data import datasets
 from dcnn_core.results.analysis import Analyses
+from dcnn_core.room.instructor import KeyGuard
 from dcnn_core.room.rules import RoomLimits, ServerRules
 from dcnn_core.settings import Settings, load_settings
 from dcnn_core.training import runs
@@ -54,6 +55,12 @@ def engine() -> TrainingEngine:
     from dcnn_core.training.engines.local import LocalEngine
 
     return LocalEngine(run_store(), rules, _resolve_reference, idle_stop_s=config.idle_stop_s)
+
+
+@st.cache_resource
+def key_guard(key: str) -> KeyGuard:
+    """The server-wide check of instructor-key guesses (one per key, so its wait grows for every browser)."""
+    return KeyGuard(key)
 
 
 def _resolve_reference(reference: dict) -> datasets.Dataset:
@@ -265,7 +272,24 @@ def live_refresh_s() -> float:
 
 
 def dataset_title(choice: datasets.DatasetChoice) -> str:
+    """The title of what a page would train on now: a set that cannot be had here names its stand-in (Shapes)."""
     if choice.is_custom:
         return f"Your images: {choice.options.get('name', '')}"
     option = datasets.REGISTRY.get(choice.key)
-    return option.title if option else choice.key
+    if option is None:
+        return choice.key
+    if option.needs_download and _known_unavailable(choice):
+        return datasets.REGISTRY[fallback_dataset().key].title
+    return option.title
+
+
+def _known_unavailable(choice: datasets.DatasetChoice) -> bool:
+    """Offline on purpose, or its download failed a moment ago (no new attempt is made to find out)."""
+    from dcnn_core import downloads
+
+    if downloads.offline():
+        return True
+    memo = _failed_loads()
+    with memo["lock"]:
+        failure = memo["failures"].get((choice.key, json.dumps(choice.options, sort_keys=True)))
+    return failure is not None and time.time() - failure[0] < RETRY_FAILED_DOWNLOAD_S

@@ -1,13 +1,13 @@
-"""The instructor's room view: every training in the server, the server's load, the limits; stop and clear."""
+"""The instructor's room view: every training in the server, the server's load, the limits; stop, remove and clear."""
 
 from __future__ import annotations
 
-import hmac
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 
 import streamlit as st
 
 from dcnn_core.room import leaderboard
+from dcnn_core.room.leaderboard import Entry, LeaderboardUnavailable
 from dcnn_core.room.rules import Refused
 from dcnn_core.training.engine import RunInfo
 from ui import leaderboard_view, resources
@@ -23,6 +23,8 @@ ROOM_FIELDS = {  # the limits an instructor may change for the session, within t
     "max_runs_per_owner": "Runs kept per person",
 }
 MESSAGE = "room_message"
+LEADERBOARD_MESSAGE = "room_leaderboard_message"  # (kind, text) left by a leaderboard button for the next run
+PENDING = "room_pending_removal"  # the Removal waiting for the instructor's "Yes, remove"
 STOP_REASON = "Stopped by the instructor"
 LIMIT_NAMES = {
     "max_concurrent_jobs": "Trainings computing at once (the others take turns)",
@@ -33,6 +35,8 @@ LIMIT_NAMES = {
     "max_runs_per_user": "Runs kept per person",
     "standin_images_per_class": "Offline stand-in: Shapes per class",
     "max_parameters": "Largest design (parameters)",
+    "max_gmac_per_batch": "Costliest training batch (billion multiply-adds)",
+    "max_activation_mb_per_batch": "Activations a training batch keeps (MB)",
     "idle_stop_s": "Unwatched training stopped after (s)",
     "tf_threads": "TensorFlow threads per operation",
     "max_upload_megapixels": "Largest uploaded image (megapixels)",
@@ -43,11 +47,11 @@ LIMIT_NAMES = {
 
 def _check_key() -> None:
     entered = st.session_state.get("room_key", "")
-    expected = resources.settings().instructor_key
-    if expected and hmac.compare_digest(entered.encode(), expected.encode()):
+    verdict = resources.key_guard(resources.settings().instructor_key).check(entered)
+    if verdict.unlocked:
         st.session_state[UNLOCKED] = True
     else:
-        st.session_state[MESSAGE] = "That is not the instructor key."
+        st.session_state[MESSAGE] = verdict.message
     st.session_state["room_key"] = ""
 
 
@@ -67,8 +71,15 @@ def unlocked() -> bool:
     return False
 
 
+@st.cache_resource(show_spinner=False)
+def attendee_numbers() -> leaderboard.AttendeeNumbers:
+    """One numbering for the whole server, so "Attendee 3" stays the same person on every refresh."""
+    return leaderboard.AttendeeNumbers()
+
+
 def _who(run: RunInfo, names: dict[str, str]) -> str:
-    return names.get(leaderboard.owner_hash(run.owner), leaderboard.anonymous_id(run.owner))
+    """The name this person published under, else "Attendee N" (never their token or a piece of its hash)."""
+    return names.get(leaderboard.owner_hash(run.owner)) or attendee_numbers().name(run.owner)
 
 
 def _progress_text(run: RunInfo) -> str:
@@ -93,7 +104,10 @@ def draw_trainings() -> None:
     if not active:
         st.caption("Nobody is training right now.")
         return
-    names = leaderboard_view.board().display_names()
+    try:
+        names = leaderboard_view.board().display_names()
+    except LeaderboardUnavailable:  # the leaderboard part says so; the trainings and their Stop buttons do not need it
+        names = {}
     for run in active:
         with st.container(border=True, key=f"room_job_{run.run_id}"):
             left, right = st.columns([6, 1], vertical_alignment="center")
@@ -162,17 +176,122 @@ def _limit(value) -> int | None:
     return None if value is None else int(value)
 
 
+# --- the leaderboard: remove one entry, one person's entries, or all ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What the instructor asked to remove, held until they confirm it."""
+
+    what: str  # "entry" or "person"
+    target: int | str  # the entry's id, or the person's owner hash
+    label: str  # how the confirmation names it (user text: shown through plain())
+
+
+def _entry_label(entry: Entry) -> str:
+    return f"{entry.display_name} — {entry.design_name} — {entry.dataset_title} — {entry.test_accuracy:.2%}"
+
+
+def _people(entries: list[Entry]) -> dict[str, tuple[str, int]]:
+    """Owner hash → (the name of their latest entry, how many entries they have)."""
+    people: dict[str, tuple[str, int]] = {}
+    for entry in sorted(entries, key=lambda entry: entry.created_at):
+        people[entry.owner_hash] = (entry.display_name, people.get(entry.owner_hash, ("", 0))[1] + 1)
+    return people
+
+
+def _ask(removal: Removal) -> None:
+    st.session_state[PENDING] = removal
+
+
+def _cancel() -> None:
+    st.session_state.pop(PENDING, None)
+
+
+def _remove_pending() -> None:
+    removal = st.session_state.pop(PENDING, None)
+    if removal is None:
+        return
+    board = leaderboard_view.board()
+    try:
+        removed = int(board.remove(removal.target)) if removal.what == "entry" else board.remove_owner(removal.target)
+    except LeaderboardUnavailable as error:
+        st.session_state[LEADERBOARD_MESSAGE] = ("error", str(error))
+        return
+    st.session_state[LEADERBOARD_MESSAGE] = ("success", _removed(removed))
+
+
+def _entries(count: int) -> str:
+    return f"{count} entr{'y' if count == 1 else 'ies'}"
+
+
+def _removed(count: int) -> str:
+    return f"Removed {count} leaderboard entr{'y' if count == 1 else 'ies'}."
+
+
 def _clear_leaderboard() -> None:
-    removed = leaderboard_view.board().clear()
-    st.session_state[MESSAGE] = f"Removed {removed} leaderboard entr{'y' if removed == 1 else 'ies'}."
+    try:
+        removed = leaderboard_view.board().clear()
+    except LeaderboardUnavailable as error:
+        st.session_state[LEADERBOARD_MESSAGE] = ("error", str(error))
+        return
+    st.session_state[LEADERBOARD_MESSAGE] = ("success", _removed(removed))
     st.session_state["room_confirm_clear"] = False
 
 
+def _removal_pickers(entries: list[Entry]) -> None:
+    """One entry and its Remove button; one person and theirs. Nothing is removed before the confirmation below.
+
+    Each button sits under its picker: in the room's half-width column, beside it, their labels would be cut.
+    """
+    by_id = {entry.entry_id: entry for entry in entries}
+    picked = st.selectbox("One entry", list(by_id), format_func=lambda i: _entry_label(by_id[i]), key="room_remove_pick")
+    entry = Removal("entry", picked, f"the entry {_entry_label(by_id[picked])}")
+    st.button("Remove this entry", key="room_remove_entry", on_click=_ask, args=(entry,), icon=":material/delete:")
+    people = _people(entries)
+    person = st.selectbox("One person", list(people), key="room_remove_person_pick",
+                          format_func=lambda owner: f"{people[owner][0]} ({_entries(people[owner][1])})")  # fmt: skip
+    name, count = people[person]
+    theirs = Removal("person", person, f"all {_entries(count)} of {name}")
+    st.button("Remove all of theirs", key="room_remove_person", on_click=_ask, args=(theirs,), icon=":material/person_remove:")
+
+
+def _confirmation() -> None:
+    removal: Removal | None = st.session_state.get(PENDING)
+    if removal is None:
+        return
+    st.warning(f"Remove {plain(removal.label)}? This cannot be undone.", icon=":material/warning:")
+    yes, no = st.columns(2)
+    yes.button("Yes, remove", key="room_remove_yes", on_click=_remove_pending, type="primary", icon=":material/delete_forever:")
+    no.button("Cancel", key="room_remove_cancel", on_click=_cancel)
+
+
 def draw_leaderboard_controls() -> None:
-    count = len(leaderboard_view.board().entries())
+    """Remove one entry, one person's entries, or all of them; a board that cannot be read says so in one sentence."""
+    try:
+        entries = leaderboard_view.board().entries()
+    except LeaderboardUnavailable as error:
+        st.session_state.pop(PENDING, None)
+        leaderboard_view.unavailable(error)
+        _show_leaderboard_message()
+        return
+    count = len(entries)
     st.caption(f"{count} published run{'' if count == 1 else 's'} on the leaderboard.")
+    if entries:
+        _removal_pickers(entries)
+        _confirmation()
+    else:
+        st.session_state.pop(PENDING, None)  # nothing left to remove
     confirm = st.checkbox("Yes, remove every entry", key="room_confirm_clear")
     st.button("Clear the leaderboard", key="room_clear", on_click=_clear_leaderboard, disabled=not confirm, icon=":material/delete_sweep:")
-    message = st.session_state.pop(MESSAGE, None)
+    _show_leaderboard_message()
+
+
+def _show_leaderboard_message() -> None:
+    message = st.session_state.pop(LEADERBOARD_MESSAGE, None)
     if message:
-        st.success(message, icon=":material/check_circle:")
+        kind, text = message
+        if kind == "success":
+            st.success(text, icon=":material/check_circle:")
+        else:
+            st.error(text, icon=":material/block:")

@@ -11,6 +11,7 @@ from dcnn_core.data.datasets import DatasetChoice
 from dcnn_core.design import spec as model_spec
 from dcnn_core.training import runs
 from dcnn_core.training.job import TrainConfig
+from ui import sign_in
 
 OWNER = "owner_id"  # a random id per browser session: whose jobs are whose
 DATASET_CHOICE = "dataset_choice"  # {"key": registry key, "options": loader options}
@@ -59,13 +60,19 @@ def init_state() -> None:
         SELECTED_JOB: _run_from_url,
         CUSTOM_DATASETS: dict,
     }
+    account = sign_in.signed_in_owner()
+    if account is not None:  # signed in: the account owns the runs, whatever the address says
+        defaults[OWNER] = lambda: account
     fresh = [key for key in defaults if key not in st.session_state]
     for key in fresh:
         st.session_state[key] = defaults[key]()
     if OWNER in fresh:  # a new session (a reload, a new tab): drafts made here may be restored from the user's runs
         st.session_state[DRAFTS_TO_RESTORE] = [key for key in (DATASET_CHOICE, MODEL_SPEC, TRAIN_CONFIG) if key in fresh]
-    # A page switch drops the query string: put the tokens back so a reload finds this user's runs.
-    if st.query_params.get(OWNER_PARAM) != st.session_state[OWNER]:
+    if account is not None:
+        st.session_state[OWNER] = account
+        st.query_params.pop(OWNER_PARAM, None)  # the address is no key any more
+    elif st.query_params.get(OWNER_PARAM) != st.session_state[OWNER]:
+        # A page switch drops the query string: put the token back so a reload finds this user's runs.
         st.query_params[OWNER_PARAM] = st.session_state[OWNER]
     selected = st.session_state[SELECTED_JOB]
     if selected and st.query_params.get(RUN_PARAM) != selected:

@@ -6,7 +6,6 @@ Rescaling layer, so a saved model takes raw pixels.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -171,13 +170,15 @@ def load_shapes(count_per_class: int = 600, image_size: int = 28, colour: bool =
 
 
 def _keras_loader(name: str, title: str):
-    try:
-        if os.environ.get("DCNN_OFFLINE", "").strip() == "1":  # offline on purpose (e.g. CI): never try a download
-            raise OSError("DCNN_OFFLINE=1")
-        from dcnn_core.runtime import import_keras
+    """keras.datasets' arrays of ``name``, its files fetched with a timeout and checked (``downloaded``); offline: refused at once."""
+    from dcnn_core import downloads
+    from dcnn_core.data import downloaded
 
-        return getattr(import_keras().datasets, name).load_data()
-    except Exception as error:  # download failures surface as many exception types
+    try:
+        if downloads.offline():  # offline on purpose (e.g. CI): never try a download
+            raise downloads.DownloadFailed("DCNN_OFFLINE=1")
+        return downloaded.load_arrays(name)
+    except downloads.DownloadFailed as error:  # the details (URL, cause) are in the server log
         raise DatasetUnavailable(
             f"{title} could not be downloaded — this server seems to be offline, so use a bundled set (Shapes or Handwritten digits)."
         ) from error

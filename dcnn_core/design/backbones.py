@@ -5,9 +5,14 @@ preprocessing inside, so the model takes raw 0–255 pixels) → the usual head.
 sit flat in the model, so Grad-CAM and feature maps see its convolutions.
 
 Weights come, in this order, from ``DCNN_WEIGHTS_DIR`` (keras's own file names), from Keras's cache
-(``~/.keras/models``, or ``$KERAS_HOME/models``), or — when the download host answers within two
-seconds — from a download by Keras into that cache. Otherwise ``WeightsUnavailable`` says so in one
-sentence; "random" weights are always available (and are not transfer learning).
+(``~/.keras/models``, or ``$KERAS_HOME/models``), or — unless ``DCNN_OFFLINE=1``, and when the download
+host answers within two seconds — from a download into that cache (``dcnn_core.downloads``: a timeout, a
+temporary file renamed into place). Every file is checked against the md5 keras.applications publishes
+(``CATALOGUE``) before it is used; a wrong cached file is deleted, a wrong file in the folder refused.
+A run fetches its weights (``fetch_weights``) before its first turn at the processor, never during one.
+What users read is one sentence without paths (``WeightsStatus.message``); the details go to the server
+log, and ``organiser_help`` tells the organiser what to put where. "random" weights are always available
+(and are not transfer learning).
 
 Training (two phases, driven by the training job):
 1. ``build.build_model`` returns the model with the whole backbone frozen: train the head.
@@ -18,6 +23,7 @@ Training (two phases, driven by the training job):
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 import socket
@@ -25,6 +31,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
+from dcnn_core import downloads
 from dcnn_core.design.spec import Backbone, Head, ModelSpec
 from dcnn_core.runtime import import_keras
 from dcnn_core.training.config import TrainConfig
@@ -36,6 +43,12 @@ HEAD_START = ("flatten", "global_pool")  # the first layer after the backbone
 NEVER_UNFROZEN = ("BatchNormalization", "Normalization")  # stay in inference mode while fine-tuning
 _PROBE_TIMEOUT_S = 2.0
 _PROBE_TTL_S = 300.0
+logger = logging.getLogger(__name__)
+
+# What users read: one sentence each, no path, file name or variable (those go to the log and ``organiser_help``).
+NOT_AVAILABLE = "ImageNet weights are not available on this server, so only random initialisation (not transfer learning) can be used."
+DAMAGED = "The ImageNet weights on this server are damaged; the organiser has been told (server log)."
+DOWNLOAD_FAILED = "The ImageNet weights could not be downloaded just now; try again in a minute, or use random initialisation."
 
 
 @dataclass(frozen=True)
@@ -51,7 +64,7 @@ class BackboneInfo:
     application: str  # the keras.applications function
     weights_file: str  # keras's own file name (include_top=False)
     weights_url: str
-    weights_md5: str
+    weights_md5: str  # the file's md5, as keras.applications publishes it next to its WEIGHTS_PATH (WEIGHTS_HASHES)
 
 
 CATALOGUE = {
@@ -75,15 +88,15 @@ CATALOGUE = {
 
 
 class WeightsUnavailable(ValueError):
-    """No ImageNet weights for a backbone; the message is one sentence a user can act on."""
+    """No usable ImageNet weights for a backbone; the message is one sentence for users, without a path."""
 
 
 @dataclass(frozen=True)
 class WeightsStatus:
     available: bool
-    source: str  # "folder", "cache", "download" or "missing"
-    path: str | None  # the file to load, when it is already on disk
-    message: str
+    source: str  # "folder", "cache", "download", "missing" or "damaged"
+    path: str | None  # the file to load, when it is already on disk (for the core; never shown to users)
+    message: str  # one sentence for users: no path, file name or environment variable
 
 
 @dataclass(frozen=True)
@@ -124,50 +137,86 @@ def weights_dir_from_env(environ=None) -> str | None:
     return value or None
 
 
+def offline(environ=None) -> bool:
+    """``DCNN_OFFLINE=1``: the server has no internet on purpose, so nothing is ever downloaded."""
+    from dcnn_core import downloads
+
+    return downloads.offline(environ)
+
+
 def keras_cache_dir() -> str:
     """Where Keras keeps downloaded weights: ``$KERAS_HOME/models``, by default ``~/.keras/models``."""
     home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     return os.path.join(home, "models")
 
 
+def _remote(entry: BackboneInfo) -> downloads.Remote:
+    return downloads.Remote(entry.weights_url + entry.weights_file, entry.weights_md5)
+
+
 def weights_status(name: str, weights_dir: str | None = None, allow_download: bool = True) -> WeightsStatus:
     """Where ``name``'s ImageNet weights would come from; never downloads, never waits more than ~2 s.
 
-    ``weights_dir`` defaults to ``$DCNN_WEIGHTS_DIR``.
+    ``weights_dir`` defaults to ``$DCNN_WEIGHTS_DIR``. Files are checked against their md5 (once per file state);
+    a wrong one in Keras's cache is deleted, a wrong one in the folder makes the weights "damaged".
     """
     entry = info(name)
     weights_dir = weights_dir or weights_dir_from_env()
     if weights_dir:
         path = os.path.join(weights_dir, entry.weights_file)
         if os.path.isfile(path):
-            return WeightsStatus(True, "folder", path, f"ImageNet weights from {path}.")
+            if downloads.matches(path, entry.weights_md5):
+                return WeightsStatus(True, "folder", path, "ImageNet weights are on this server.")
+            return WeightsStatus(False, "damaged", None, DAMAGED)  # the organiser's file: refused, never deleted
     cached = os.path.join(keras_cache_dir(), entry.weights_file)
-    if os.path.isfile(cached):
-        return WeightsStatus(True, "cache", cached, f"ImageNet weights from Keras's cache ({cached}).")
-    if allow_download and _host_answers(entry.weights_url):
-        return WeightsStatus(True, "download", None, f"ImageNet weights will be downloaded once into {keras_cache_dir()}.")
-    where = f"{weights_dir}" if weights_dir else f"a folder named by {WEIGHTS_DIR_VARIABLE}"
-    return WeightsStatus(
-        False, "missing", None,
-        f"No ImageNet weights for {entry.title} on this server and no internet to download them: put "
-        f"{entry.weights_file} in {where}, or use random initialisation (which is not transfer learning).",
-    )  # fmt: skip
+    if downloads.discard_if_wrong(cached, entry.weights_md5):
+        return WeightsStatus(True, "cache", cached, "ImageNet weights are on this server.")
+    if allow_download and not offline() and _host_answers(entry.weights_url):
+        return WeightsStatus(True, "download", None, "ImageNet weights will be downloaded once, when the training starts.")
+    return WeightsStatus(False, "missing", None, NOT_AVAILABLE)
 
 
-def weights_path(name: str, weights_dir: str | None = None) -> str:
-    """The local file of ``name``'s ImageNet weights, downloading it into Keras's cache if needed and possible."""
+def organiser_help(name: str) -> str:
+    """What the organiser can do so that ``name``'s ImageNet weights are available (Markdown; no server path)."""
+    entry = info(name)
+    return (
+        f"{entry.title} needs Keras's own file `{entry.weights_file}` (from {entry.weights_url}{entry.weights_file}, "
+        f"md5 `{entry.weights_md5}`). On a server without internet, put it in a folder and name that folder in the "
+        f"environment variable `{WEIGHTS_DIR_VARIABLE}`; with internet (and without `DCNN_OFFLINE=1`), the server "
+        "downloads it once into Keras's cache. Every file is checked against that md5 before it is used; the server "
+        "log says which file was refused and why."
+    )
+
+
+def fetch_weights(name: str, weights_dir: str | None = None, on_download=None) -> str:
+    """The local, checked file of ``name``'s ImageNet weights, downloading it into Keras's cache if needed and possible.
+
+    Call it before a run's first turn at the processor: a download takes up to ``downloads.DEADLINE_S``. ``on_download``
+    (no arguments) is called just before a download starts. Raises ``WeightsUnavailable`` with a sentence for users.
+    """
     status = weights_status(name, weights_dir)
     if not status.available:
         raise WeightsUnavailable(status.message)
     if status.path:
         return status.path
+    if on_download is not None:
+        on_download()
     entry = info(name)
-    keras = import_keras()
     try:
-        url = entry.weights_url + entry.weights_file
-        return keras.utils.get_file(entry.weights_file, url, cache_subdir="models", file_hash=entry.weights_md5)
-    except Exception as error:  # noqa: BLE001 - any network or hash failure becomes the one message
-        raise WeightsUnavailable(f"Downloading the ImageNet weights for {entry.title} failed ({error}).") from error
+        return downloads.fetch(_remote(entry), os.path.join(keras_cache_dir(), entry.weights_file))
+    except downloads.DownloadFailed as error:  # the details (URL, cause) are in the log already
+        raise WeightsUnavailable(DOWNLOAD_FAILED) from error
+
+
+def fetch_for(spec: ModelSpec, on_download=None) -> None:
+    """The ImageNet weights ``spec`` needs, on disk and checked (nothing for other designs); ``WeightsUnavailable`` if not."""
+    backbone = spec.backbone
+    if backbone is not None and backbone.weights == "imagenet":
+        try:
+            fetch_weights(backbone.name, on_download=on_download)
+        except WeightsUnavailable as error:
+            logger.warning("A run needs %s's ImageNet weights: %s", backbone.name, error)
+            raise
 
 
 _probe_lock = threading.Lock()
@@ -200,13 +249,14 @@ def attach(tensor, backbone: Backbone, weights_dir: str | None = None):
     Raises ``WeightsUnavailable`` when ImageNet weights are asked for and cannot be had.
     """
     entry = info(backbone.name)
-    path = weights_path(backbone.name, weights_dir) if backbone.weights == "imagenet" else None
+    path = fetch_weights(backbone.name, weights_dir) if backbone.weights == "imagenet" else None  # a run fetched it already
     keras = import_keras()
     application = getattr(keras.applications, entry.application)
     try:
         network = application(include_top=False, weights=path, input_tensor=tensor)
     except (ValueError, OSError, KeyError) as error:
-        raise WeightsUnavailable(f"The file {path} does not hold {entry.title}'s weights without the top ({error}).") from error
+        logger.error("%s does not hold %s's weights without the top: %s", path, entry.title, error)
+        raise WeightsUnavailable(DAMAGED) from error
     for layer in network.layers:
         layer.trainable = False
     return network.output

@@ -46,14 +46,11 @@ def _backbone_lines(backbone: Backbone) -> list[str]:
 
 
 def _weights_line(backbone: Backbone) -> str:
-    """``WEIGHTS``: the DCNN_WEIGHTS_DIR file when there is one, else Keras's own download (cached), or None for random."""
+    """``WEIGHTS``: Keras's own download (cached) — the script runs on its reader's machine, never the server's files — or None."""
     title = backbones.info(backbone.name).title
     if backbone.weights != "imagenet":
         return f"WEIGHTS = None  # {title} initialised at random: not transfer learning"
-    status = backbones.weights_status(backbone.name, allow_download=False)
-    if status.source == "folder":
-        return f"WEIGHTS = {status.path!r}  # {title}'s ImageNet weights (the server's {backbones.WEIGHTS_DIR_VARIABLE})"
-    return f"WEIGHTS = 'imagenet'  # {title}'s ImageNet weights, downloaded once by Keras into ~/.keras/models"
+    return f"WEIGHTS = 'imagenet'  # {title}'s ImageNet weights, downloaded once by Keras (or the path of a local copy of its file)"
 
 
 def _model_code(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int) -> list[str]:

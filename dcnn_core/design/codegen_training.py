@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dcnn_core.design import backbones, plan
 from dcnn_core.design.spec import ModelSpec
+from dcnn_core.training import budget
 from dcnn_core.training.config import TrainConfig, optimizer_arguments
 
 
@@ -96,19 +97,99 @@ def _schedule_code(config: TrainConfig) -> list[str]:
     ]
 
 
+def _per_batch_budget(config: TrainConfig) -> bool:
+    """A time budget with the cosine schedule: the rate is set per batch by ``TimeBudget``, not per epoch."""
+    return config.budget_s is not None and config.schedule == "cosine"
+
+
+def _budget_code(config: TrainConfig) -> list[str]:
+    """``dcnn_core.training.budget.BudgetPlan`` as a Keras callback: time the first batches, count the epochs, decay to zero."""
+    rate = float(config.learning_rate) if _per_batch_budget(config) else None
+    return [
+        "import math",
+        "import time",
+        "",
+        f"BUDGET_S = {float(config.budget_s)!r}  # seconds of training (build and fit), as planned on the Train page",
+        "",
+        "",
+        "class TimeBudget(keras.callbacks.Callback):",
+        '    """Best in BUDGET_S: time the first batches, count the epochs that fit, stop when the time is up.',
+        "",
+        "    With a peak rate, the rate rises over the first half epoch, then decays by cosine to zero at the end",
+        "    of the last epoch that fits; the plan is made again at every epoch's end from that epoch's time.",
+        '    """',
+        "",
+        f"    def __init__(self, train_images, validation_images, peak_rate={rate!r}):",
+        "        super().__init__()",
+        "        self.started = time.perf_counter()",
+        "        self.per_epoch = -(-train_images // BATCH_SIZE)",
+        f"        self.images = train_images + {budget.FORWARD_SHARE!r} * validation_images  # validation: forward passes only",
+        "        self.peak, self.epochs, self.first, self.epoch, self.times = peak_rate, None, None, 0, []",
+        "",
+        "    def used(self):",
+        "        return time.perf_counter() - self.started",
+        "",
+        "    def rate(self, step):",
+        f"        warmup = max(1.0, {budget.WARMUP_EPOCHS!r} * self.per_epoch)",
+        "        total = None if self.epochs is None else max(1, self.epochs * self.per_epoch)",
+        "        if total is not None:",
+        "            warmup = max(1.0, min(warmup, 0.1 * total))",
+        "        if step < warmup or total is None:",
+        "            return self.peak * min(1.0, (step + 1) / warmup)",
+        "        return self.peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1.0, total - warmup))))",
+        "",
+        "    def plan(self, step, epoch_s):",
+        "        current, into = divmod(step, self.per_epoch)",
+        "        finish_current = (1 - into / self.per_epoch) * epoch_s if into else 0.0",
+        "        more = math.floor((BUDGET_S - self.used() - finish_current) / epoch_s) if epoch_s > 0 else 0",
+        "        finishing = current + (1 if into else 0)",
+        "        self.epochs = max(1, finishing, min(EPOCHS, finishing + max(0, more)))",
+        "",
+        "    def on_epoch_begin(self, epoch, logs=None):",
+        "        self.epoch, self.epoch_started = epoch, self.used()",
+        "",
+        "    def on_train_batch_begin(self, batch, logs=None):",
+        "        if self.peak is not None:",
+        "            self.model.optimizer.learning_rate = self.rate(self.epoch * self.per_epoch + batch)",
+        "",
+        "    def on_train_batch_end(self, batch, logs=None):",
+        "        step, now = self.epoch * self.per_epoch + batch + 1, self.used()",
+        "        if self.epochs is None and (self.first is None or (self.first[0] - 1) // self.per_epoch != self.epoch):",
+        "            self.first = (step, now)  # timing starts after the first batch (tracing) and again in a new epoch (validation)",
+        f"        elif self.epochs is None and step - self.first[0] >= {budget.MEASURE_BATCHES} "
+        f"and now - self.first[1] >= {budget.MEASURE_S}:",
+        "            self.plan(step, (now - self.first[1]) / ((step - self.first[0]) * BATCH_SIZE) * self.images)",
+        "        if now >= BUDGET_S:  # out of time: this epoch is the last",
+        "            self.epochs, self.model.stop_training = self.epoch + 1, True",
+        "",
+        "    def on_epoch_end(self, epoch, logs=None):",
+        "        self.times.append(self.used() - self.epoch_started)",
+        "        usable = self.times[1:] if len(self.times) > 1 else self.times  # the first epoch also traced",
+        "        self.plan((epoch + 1) * self.per_epoch, float(np.median(usable[-3:])))",
+        "        if epoch + 1 >= self.epochs:",
+        "            self.model.stop_training = True",
+        "        print(f'time budget: {self.used():.0f} of {BUDGET_S:.0f} s used, {self.epochs} epochs planned')",
+    ]
+
+
 def _callbacks_code(config: TrainConfig) -> list[str]:
     callbacks = []
     signature = "def callbacks():"
     if config.schedule == "plateau":
         plateau = f"monitor='val_loss', factor={config.step_factor!r}, patience={config.patience}"
         callbacks.append(f"keras.callbacks.ReduceLROnPlateau({plateau})")
-    elif config.schedule in _SCHEDULED:
+    elif config.schedule in _SCHEDULED and not _per_batch_budget(config):
         signature = f"def callbacks(first_epoch=0, base_rate={float(config.learning_rate)!r}, epochs=EPOCHS):"
         callbacks.append("keras.callbacks.LearningRateScheduler(lambda epoch, rate: learning_rate(epoch - first_epoch, base_rate, epochs))")
     if config.early_stopping:
         # Stops after `patience` epochs without a lower validation loss; restores the best epoch's weights.
         callbacks.append(f"keras.callbacks.EarlyStopping(monitor='val_loss', patience={config.patience}, restore_best_weights=True)")
     return [signature, "    return [", *(f"        {callback}," for callback in callbacks), "    ]"]
+
+
+def _phase1_callbacks(config: TrainConfig) -> str:
+    """The callbacks of the first ``fit``: a time budget's plan comes on top of the schedule's."""
+    return "callbacks() + [TimeBudget(len(x_fit), len(x_validation))]" if config.budget_s is not None else "callbacks()"
 
 
 def _fit_code(config: TrainConfig, target: str, epochs: str, callbacks: str, initial_epoch: str | None = None) -> list[str]:
@@ -173,8 +254,10 @@ def training_code(spec: ModelSpec, config: TrainConfig, num_classes: int, channe
     parts.append(_pipeline_code(config))
     if config.class_weights:
         parts.append(_class_weights_code(num_classes))
-    if config.schedule in _SCHEDULED:
+    if config.schedule in _SCHEDULED and not _per_batch_budget(config):
         parts.append(_schedule_code(config))
+    if config.budget_s is not None:
+        parts.append(_budget_code(config))
     parts.append(_callbacks_code(config))
     if fine_tunes:
         parts.append(_unfreeze_code(spec, channels))
@@ -187,7 +270,7 @@ def training_code(spec: ModelSpec, config: TrainConfig, num_classes: int, channe
             _compile_code(config),
             "    x_fit, y_fit, x_validation, y_validation = split_train_validation(x_train, y_train)",
             *(["    # Phase 1: the pretrained backbone frozen, the head trains."] if spec.backbone is not None else []),
-            *_fit_code(config, "history", "EPOCHS", "callbacks()"),
+            *_fit_code(config, "history", "EPOCHS", _phase1_callbacks(config)),
             *(_fine_tune_code(spec, config) if fine_tunes else []),
             "    return model, history",
         ]

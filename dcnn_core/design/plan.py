@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from dcnn_core.design.spec import Backbone, ConvBlock, ModelSpec
 
 BYTES_PER_FLOAT = 4
+TRAINING_PASSES = 3  # a training step ≈ the forward pass plus a backward pass of about twice its cost
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Analysis:
     error: str | None = None
     frozen_parameters: int = 0  # a pretrained backbone's, not trained in phase 1
     fine_tune_parameters: int = 0  # of those, trained again in phase 2 (fine-tuning)
+    frozen_activation_bytes: int = 0  # a backbone's inner activations per image: computed, not kept for a backward pass
 
     @property
     def ok(self) -> bool:
@@ -284,6 +286,37 @@ def _add_backbone_costs(result: Analysis, backbone: Backbone) -> None:
     result.fine_tune_parameters = cost.fine_tune_parameters(backbone.fine_tune_layers)
     index = next(i for i, layer in enumerate(result.layers) if layer.class_name == "Backbone")
     result.layers[index] = replace(result.layers[index], activation_bytes=cost.activation_bytes)
+    # Only fine-tuning keeps backbone activations for a backward pass: those of its top layers, at the output's size.
+    kept = math.prod(cost.output_shape) * BYTES_PER_FLOAT * (1 + backbone.fine_tune_layers)
+    result.frozen_activation_bytes = max(0, cost.activation_bytes - kept)
+
+
+@dataclass(frozen=True)
+class BatchCost:
+    """What one training step of a batch costs the server: what its admission limits are checked against."""
+
+    batch_size: int
+    mult_adds: int  # the batch's forward multiply-adds (a training step does about TRAINING_PASSES × this)
+    activation_bytes: int  # layer outputs the batch keeps until the backward pass has used them (float32)
+    costliest: LayerInfo  # the layer with the most multiply-adds
+    largest: LayerInfo  # the layer that keeps the most activations
+    largest_bytes: int  # ... per batch
+
+
+def batch_cost(analysis: Analysis, batch_size: int) -> BatchCost:
+    """Multiply-adds and kept activations of one batch: per-image figures × ``batch_size`` (a frozen backbone keeps little)."""
+    if not analysis.ok or not analysis.layers:
+        raise ValueError("Only a design that can be built has a cost.")
+    kept = {layer.name: _kept_bytes(analysis, layer) for layer in analysis.layers}
+    costliest = max(analysis.layers, key=lambda layer: layer.mult_adds)
+    largest = max(analysis.layers, key=lambda layer: kept[layer.name])
+    return BatchCost(batch_size, analysis.total_mult_adds * batch_size, sum(kept.values()) * batch_size, costliest, largest,
+                     kept[largest.name] * batch_size)  # fmt: skip
+
+
+def _kept_bytes(analysis: Analysis, layer: LayerInfo) -> int:
+    frozen = analysis.frozen_activation_bytes if layer.class_name == "Backbone" else 0
+    return layer.activation_bytes - frozen
 
 
 def format_shape(shape: tuple[int, ...]) -> str:

@@ -4,6 +4,11 @@ A preset is half a lesson: the same network trained with the wrong settings teac
 (LeNet-5 under Adam at 1e-3 for 10 epochs looks worse than a dense net on Shapes). Each preset in
 ``dcnn_core.design.spec.PRESETS`` carries a ``Recipe``: a ``TrainConfig`` measured on this project's offline
 sets (see BENCHMARKS.md §6, ``python bench/accuracy_table.py --recipes``) and one line on why.
+
+``budget_config`` is the same recipe planned to a time budget instead ("best in N minutes",
+``dcnn_core.training.budget``): its optimizer and peak rate, the augmentation the data set tolerates
+(``augmentation_for``: flips suit clothes and shapes, not digits), a warm-up and a cosine that ends when
+the time does. ``precision_for`` says whether a design trains in mixed bfloat16.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from dataclasses import dataclass, replace
 
 from dcnn_core.design import plan
 from dcnn_core.design.spec import ModelSpec
+from dcnn_core.training import budget
 from dcnn_core.training.config import Augmentation, TrainConfig
 
 EDITED_SUFFIX = " (edited)"  # what the Model page appends to a preset's name once a slider moves
@@ -50,7 +56,7 @@ RECIPES: dict[str, Recipe] = {
             "VGG-style mini",
             TrainConfig(optimizer="adamw", learning_rate=2e-3, batch_size=32, epochs=40, schedule="cosine", augmentation=SHIFT),
             "Many 3×3 filters overfit small sets: AdamW's weight decay keeps them small, 40 epochs of small batches (batch norm "
-            "settles) and a cosine decay from 2e-3 use the depth.",
+            "settles) and a cosine decay from 2e-3 use the depth. It starts slowly: under a time budget give it 10 epochs or more.",
         ),
         Recipe(
             "ResNet-style mini",
@@ -60,10 +66,61 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             "MobileNet-style mini",
             TrainConfig(optimizer="adam", learning_rate=3e-3, batch_size=32, epochs=20, schedule="cosine", augmentation=SHIFT),
-            "Few parameters learn slowly: a higher rate (3e-3) with batch norm, decayed by cosine, with small shifts.",
+            "Built to be small (13k parameters, for phones), not to win here: few parameters learn slowly, so a higher rate "
+            "(3e-3) with batch norm, decayed by cosine; depthwise convolutions make it slower per image on a CPU than its size suggests.",
         ),
     )
 }
+
+FLIPS_SUIT = frozenset({"fashion_mnist", "shapes", "cifar10"})  # mirrored clothes, shapes and photos are still themselves
+# Presets measured faster in mixed bfloat16 than in float32 on a CPU with native bfloat16 (``bench/flops.py --precision
+# both``): a 3-block plain conv net trained ×1.46 faster (FIELD-NOTES, AVX-512 BF16, 2 cores). Add a preset here only
+# once measured; the rest stay float32 ("auto" then means float32 for them).
+BFLOAT16_FASTER = frozenset({"Simple CNN"})
+
+
+# Epochs a preset needs before a budget pays off. VGG-mini starts slowly: 3 epochs of 6,000 Shapes gave 0.53 with
+# its fixed recipe and 0.18 planned to 1 minute (BENCHMARKS.md §11), where ResNet-mini reached 1.000.
+BUDGET_MIN_EPOCHS = {"VGG-style mini": 10}
+
+
+def budget_note(spec_name: str, epochs: int) -> str:
+    """A sentence for a budgeted run that fitted fewer epochs than its preset needs ("" when it fitted enough)."""
+    name = base_preset(spec_name)
+    needed = BUDGET_MIN_EPOCHS.get(name)
+    if needed is None or epochs >= needed:
+        return ""
+    return (f" Only {epochs} epoch{'' if epochs == 1 else 's'} fitted; {name} needs about {needed} to settle: give it a longer "
+            "budget, or try ResNet-style mini, which learns more per minute here.")  # fmt: skip
+
+
+def augmentation_for(dataset_key: str) -> Augmentation:
+    """What the data set tolerates: small shifts everywhere; left–right flips for clothes, shapes and photos, never digits."""
+    return Augmentation(flip=dataset_key in FLIPS_SUIT, shift=SHIFT.shift)
+
+
+def budget_config(preset_name: str, dataset_key: str, budget_s: float, seed: int = 0) -> TrainConfig:
+    """The preset's recipe planned to ``budget_s`` seconds: its optimizer and peak rate, the data set's augmentation.
+
+    Epochs are counted when training starts (``epochs`` is only the most); the rate warms up, then decays by
+    cosine to zero at the end of the last epoch that fits. Early stopping is off: the schedule ends the run.
+    """
+    base = recipe_for(preset_name).config
+    return replace(base, epochs=budget.MOST_EPOCHS, schedule="cosine", early_stopping=False, budget_s=float(budget_s), seed=seed,
+                   augmentation=augmentation_for(dataset_key) if base.augmentation.active else base.augmentation)  # fmt: skip
+
+
+def precision_for(precision: str, spec_name: str, cpu_has_bfloat16: bool) -> str:
+    """The Keras dtype policy for a run: 'mixed_bfloat16' or 'float32'.
+
+    "auto" picks bfloat16 only on a CPU that computes it natively and for a preset measured faster with it.
+    "bfloat16" asked outright is honoured where the CPU has it (elsewhere it would only be slower).
+    """
+    if not cpu_has_bfloat16 or precision == "float32":
+        return "float32"
+    if precision == "bfloat16" or base_preset(spec_name) in BFLOAT16_FASTER:
+        return "mixed_bfloat16"
+    return "float32"
 
 
 def base_preset(spec_name: str) -> str:

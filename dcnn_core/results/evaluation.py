@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,10 +18,17 @@ class Evaluation:
     report: dict  # scikit-learn's per-class precision, recall, F1 and support
 
 
-def predict_probabilities(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Class probabilities for uint8 images, calling the model directly (no ``predict`` loop)."""
+def predict_probabilities(model, images: np.ndarray, batch_size: int = 256, between_batches: Callable[[], None] | None = None,
+                          ) -> np.ndarray:  # fmt: skip
+    """Class probabilities for uint8 images, calling the model directly (no ``predict`` loop).
+
+    ``between_batches`` is called before each batch and may raise to end early: a training run's test evaluation
+    passes its Stop and turn check, so that the evaluation of a costly design can be stopped too.
+    """
     outputs = []
     for start in range(0, len(images), batch_size):
+        if between_batches is not None:
+            between_batches()
         batch = np.asarray(images[start : start + batch_size], dtype=np.float32)
         outputs.append(np.asarray(model(batch, training=False)))
     if not outputs:

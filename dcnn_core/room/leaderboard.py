@@ -3,6 +3,7 @@
 Any thread may call any method (each opens its own connection); the limits are checked inside the
 writing transaction, so twenty sessions publishing at once never exceed them. No model weights are
 stored: whoever loads a design retrains it. Owners are stored as a hash of their token, never the token itself.
+A file that cannot be used raises ``LeaderboardUnavailable`` (one sentence for the user) from any method.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 import time
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from dcnn_core.design.spec import ModelSpec
-from dcnn_core.room.leaderboard_db import BUSY_TIMEOUT_MS, MIGRATIONS, SCHEMA_VERSION, Database  # noqa: F401 -- part of this module's API
+from dcnn_core.room.leaderboard_db import BUSY_TIMEOUT_MS, MAX_PAGES, MIGRATIONS, SCHEMA_VERSION, Database, LeaderboardUnavailable  # noqa: F401 -- part of this module's API
 from dcnn_core.training.config import TrainConfig
 
 FILE_NAME = "leaderboard.sqlite3"
@@ -62,9 +64,22 @@ def owner_hash(owner: str) -> str:
     return hashlib.sha256(owner.encode()).hexdigest()
 
 
-def anonymous_id(owner: str) -> str:
-    """A short name for an attendee who has not chosen one."""
-    return "attendee-" + owner_hash(owner)[:6]
+class AttendeeNumbers:
+    """Names for attendees who have not published one: "Attendee 1", "Attendee 2"… in the order this server first saw them.
+
+    A number stays with its attendee for the server's life (the room view can say "Attendee 3 again"), and says
+    nothing of their token; any thread may ask.
+    """
+
+    def __init__(self) -> None:
+        self._numbers: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def name(self, owner: str) -> str:
+        key = owner_hash(owner)
+        with self._lock:
+            number = self._numbers.setdefault(key, len(self._numbers) + 1)
+        return f"Attendee {number}"
 
 
 def check_display_name(name: str) -> str:
@@ -137,11 +152,12 @@ def entry_row(
 class Leaderboard:
     """Published runs in ``path``; created (and migrated) on first use."""
 
-    def __init__(self, path: Path | str, max_per_owner: int = MAX_ENTRIES_PER_OWNER, max_entries: int = MAX_ENTRIES):
+    def __init__(self, path: Path | str, max_per_owner: int = MAX_ENTRIES_PER_OWNER, max_entries: int = MAX_ENTRIES, *,
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS, max_pages: int | None = MAX_PAGES):  # fmt: skip
         self.path = Path(path)
         self.max_per_owner = max_per_owner
         self.max_entries = max_entries
-        self._database = Database(self.path)
+        self._database = Database(self.path, busy_timeout_ms=busy_timeout_ms, max_pages=max_pages)
 
     @property
     def schema_version(self) -> int:
@@ -177,6 +193,14 @@ class Leaderboard:
     def withdraw(self, entry_id: int, owner: str) -> bool:
         """Remove an entry, only for its author; True if one was removed."""
         return self._database.execute("DELETE FROM entries WHERE id = ? AND owner_hash = ?", (int(entry_id), owner_hash(owner))) > 0
+
+    def remove(self, entry_id: int) -> bool:
+        """Remove one entry, whoever published it (the instructor's button); True if it was there."""
+        return self._database.execute("DELETE FROM entries WHERE id = ?", (int(entry_id),)) > 0
+
+    def remove_owner(self, owner_hash: str) -> int:
+        """Remove every entry of one person, named by their ``Entry.owner_hash`` (the instructor's button); how many."""
+        return self._database.execute("DELETE FROM entries WHERE owner_hash = ?", (str(owner_hash),))
 
     def clear(self) -> int:
         """Remove every entry (the instructor's button); returns how many there were."""
@@ -214,6 +238,12 @@ class Leaderboard:
         rows = self._database.fetch("SELECT owner_hash, display_name FROM entries ORDER BY created_at")
         return {row["owner_hash"]: row["display_name"] for row in rows}
 
+    def published_runs(self, owner: str) -> dict[str, str]:
+        """This owner's published run ids → their display names, oldest first (one query, for the publish list)."""
+        sql = "SELECT run_id, display_name FROM entries WHERE owner_hash = ? ORDER BY created_at, id"
+        rows = self._database.fetch(sql, (owner_hash(owner),))
+        return {row["run_id"]: row["display_name"] for row in rows}
+
     def published_run(self, owner: str, run_id: str) -> Entry | None:
         found = self._read("SELECT * FROM entries WHERE owner_hash = ? AND run_id = ?", (owner_hash(owner), run_id))
         return found[0] if found else None
@@ -238,6 +268,6 @@ def _entry(row: sqlite3.Row) -> Entry:
 
 
 __all__ = [
-    "Entry", "Leaderboard", "LeaderboardFull", "anonymous_id", "check_display_name", "dataset_group", "design_summary", "entry_row",
-    "owner_hash",
+    "AttendeeNumbers", "Entry", "Leaderboard", "LeaderboardFull", "LeaderboardUnavailable", "check_display_name", "dataset_group",
+    "design_summary", "entry_row", "owner_hash",
 ]  # fmt: skip

@@ -9,6 +9,7 @@ from dcnn_core.design import typed_dict
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")  # see _OPTIMIZER_CLASSES
 SCHEDULES = ("constant", "step", "cosine", "plateau")
+PRECISIONS = ("auto", "float32", "bfloat16")  # auto: bfloat16 where the CPU has it and the design measured faster with it
 
 
 @dataclass
@@ -43,6 +44,10 @@ class TrainConfig:
     patience: int = 3  # epochs without improvement before early stopping (or a plateau drop)
     class_weights: bool = False  # weigh classes by 1/frequency, for imbalanced data
     augmentation: Augmentation = field(default_factory=Augmentation)
+    # Seconds of training to plan for ("best in N minutes"): epochs are counted from the measured pace (``epochs`` is then
+    # the most) and a cosine schedule reaches zero when the time is up (``dcnn_core.training.budget``). None: fixed epochs.
+    budget_s: float | None = None
+    precision: str = "auto"  # see PRECISIONS; the output layer always computes in float32
 
     def validate(self) -> None:
         """Raise ValueError with a message a user can act on."""
@@ -64,6 +69,10 @@ class TrainConfig:
             raise ValueError("Patience must be from 1 to 100 epochs.")
         if (self.early_stopping or self.schedule == "plateau") and self.validation_split == 0:
             raise ValueError("Early stopping and reduce-on-plateau watch the validation loss: set a validation split above 0.")
+        if self.budget_s is not None and not (10 <= self.budget_s <= 3600):
+            raise ValueError("A time budget must be from 10 seconds to 60 minutes.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"The precision must be one of {', '.join(PRECISIONS)}.")
         augmentation = self.augmentation
         for name in ("rotation", "zoom", "shift", "contrast"):
             if not (0 <= getattr(augmentation, name) <= 0.5):

@@ -221,6 +221,11 @@ class TrainingJob(Described):
         with self._lock:
             self._log.target_epochs = min(self._log.target_epochs, most)
 
+    def record_budget(self, budget_s: float | None, used_s: float, planned_epochs: int | None = None) -> None:
+        """A time-budgeted session's clock and, once the pace is measured, the epochs that fit (``budget.BudgetPlan``)."""
+        with self._lock:
+            self._log.record_budget(budget_s, used_s, planned_epochs)
+
     def record_batch(self, batch: int, loss: float, accuracy: float) -> int:
         """Record a batch report; returns the epoch it belongs to (0-based)."""
         with self._lock:
@@ -249,9 +254,10 @@ class TrainingJob(Described):
             self._test = (accuracy, loss)
             self._log.version += 1
 
-    def stopped_message(self) -> str:
+    def stopped_message(self, where: str = "") -> str:
+        """Why and where it stopped; ``where`` when not in training (e.g. "the test-set evaluation after epoch 3")."""
         with self._lock:
-            where = f"epoch {self._log.epoch + 1}, batch {self._log.batch}"
+            where = where or f"epoch {self._log.epoch + 1}, batch {self._log.batch}"
         if self._stop_reason:
             return f"{self._stop_reason} (at {where}). The model trained so far is kept."
         return f"Stopped by you at {where}. The model trained so far is kept."

@@ -11,16 +11,20 @@ import math
 import threading
 import time
 import traceback
-from functools import cache
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dcnn_core.data.datasets import Dataset
+from dcnn_core.design import backbones
 from dcnn_core.design.spec import ModelSpec
+from dcnn_core.training import budget, failures, pacing
 from dcnn_core.training.config import TrainConfig, build_optimizer, scheduled_rate
 from dcnn_core.training.description import fine_tune_epochs
 from dcnn_core.training.progress import Status
+from dcnn_core.training.recorder import Diverged as _Diverged
+from dcnn_core.training.recorder import Recorder as _Recorder
+from dcnn_core.training.recorder import callback_class as _callback_class
 from dcnn_core.training.scheduler import FairScheduler
 
 if TYPE_CHECKING:  # the job calls this module to run; this module only uses what the job offers
@@ -28,19 +32,11 @@ if TYPE_CHECKING:  # the job calls this module to run; this module only uses wha
 
 DIVERGED, FAILED, FINISHED, STOPPED = Status.DIVERGED, Status.FAILED, Status.FINISHED, Status.STOPPED
 
-DIVERGED_LOSS = 1e6  # cross-entropy starts near ln(classes); a mean loss this big means the weights blew up
-# Batches Keras runs per call into TensorFlow (``steps_per_execution``): the same results, less Python per batch —
-# which matters in a room, where every training's loop shares the interpreter with the web server. Curves,
-# turns and Stop then move every few batches.
-BATCHES_PER_CALL = 4
+BATCHES_PER_CALL = pacing.MOST_BATCHES_PER_CALL  # Keras's ``steps_per_execution`` at most; fewer for a costly design
 
 
 class _StopRequested(Exception):
     """Raised inside fit to end training at once, without the epoch's validation pass."""
-
-
-class _Diverged(Exception):
-    pass
 
 
 _seed_lock = threading.Lock()  # Keras's seed is process-wide: set it and build under one lock
@@ -49,14 +45,17 @@ _seed_lock = threading.Lock()  # Keras's seed is process-wide: set it and build 
 def build_and_compile(spec: ModelSpec, dataset: Dataset, config: TrainConfig, max_parameters: int | None = None,
                       batches_per_call: int = 1):  # fmt: skip
     """A compiled Keras model for ``spec`` on ``dataset``, initialised from ``config.seed``."""
+    from dcnn_core.design import recipes
     from dcnn_core.design.build import build_model
-    from dcnn_core.runtime import import_keras
+    from dcnn_core.runtime import cpu_has_bfloat16, dtype_policy, import_keras
 
     keras = import_keras()
-    mixed = keras.mixed_precision.global_policy().name.startswith("mixed_")  # set per thread, by the headless CLI
-    with _seed_lock:
+    policy = keras.mixed_precision.global_policy().name  # set per thread, by the headless CLI (float16 on GPUs)
+    if not policy.startswith("mixed_"):  # bfloat16 where the CPU has it and the design measured faster (recipes)
+        policy = recipes.precision_for(config.precision, spec.name, cpu_has_bfloat16())
+    with _seed_lock, dtype_policy(policy):
         keras.utils.set_random_seed(config.seed)
-        model = build_model(spec, dataset.input_shape, dataset.num_classes, max_parameters, float32_output=mixed)
+        model = build_model(spec, dataset.input_shape, dataset.num_classes, max_parameters, float32_output=policy.startswith("mixed_"))
     model.compile(optimizer=build_optimizer(keras, config), loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                   steps_per_execution=batches_per_call)  # fmt: skip
     return model
@@ -78,6 +77,11 @@ def split_train_validation(dataset: Dataset, fraction: float, seed: int):
 def finished_message(done: int, description) -> str:
     """'Finished 1 epoch.', 'Finished 10 epochs.' — and, when the room's limit set the count, that it did."""
     text = f"Finished {done} epoch{'' if done == 1 else 's'}."
+    if description.config.budget_s is not None:  # a time-budgeted run: the epochs were the ones that fit
+        from dcnn_core.design.recipes import budget_note
+
+        text = text[:-1] + f", as many as fit in its {budget.describe_budget(description.config.budget_s)} budget."
+        text += budget_note(description.spec.name, done)
     most = description.limits.max_epochs
     if most is not None and description.config.epochs >= most:
         text += f" The room's limit is {most} epoch{'' if most == 1 else 's'} per run (shared server); Continue trains more."
@@ -141,16 +145,22 @@ class _Lifecycle:
     def run(self) -> None:
         job = self.job
         try:
+            if job.model is None:  # before the first turn: a download never holds the processor or a lock
+                backbones.fetch_for(job.spec, on_download=lambda: job.say("Downloading ImageNet weights…"))
             if not self.turns.take_turn(first=not job.had_turn):
                 self.finish(STOPPED, "Cancelled before it started." if job.model is None else job.stopped_message())
                 return
             self.train()
-        except _StopRequested:
-            self.finish(STOPPED, job.stopped_message())
+        except _StopRequested as stop:
+            self.finish(STOPPED, str(stop) or job.stopped_message())
         except _Diverged as error:
             self.finish(DIVERGED, str(error))
+        except backbones.WeightsUnavailable as error:  # one sentence for the user; the details are in the server log
+            self.finish(FAILED, str(error))
         except Exception as error:  # any failure ends this job only; the server keeps serving
-            self.finish(FAILED, _one_line(error), traceback.format_exc())
+            details = traceback.format_exc()
+            failures.log_failure(job.job_id, error, details)
+            self.finish(FAILED, failures.user_message(error), details)
         finally:
             self.turns.end_turn()
             if job.description.limits.bounded:  # a shared server: many ended runs stay in memory
@@ -212,11 +222,16 @@ class _Lifecycle:
         if done >= end:
             return
         callbacks = [_callback_class()(self.recorder)]
+        plan = None if first_epoch else budget.session_plan(
+            config, epochs_done=done, end=end, batches_per_epoch=pipeline.batches_per_epoch(len(train), config.batch_size, per_epoch),
+            validation_images=len(val), test_images=len(data.x_test), room_limit_s=job.description.limits.max_compute_s,
+            backbone=bool(fine_tune_epochs(job.spec)))  # fmt: skip
+        self.recorder.start_budget(plan, config.learning_rate, drives_rate=config.schedule == "cosine")  # per batch, to zero at the end
         if config.schedule == "plateau":
             callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.step_factor, patience=config.patience))
-        elif config.schedule != "constant":
+        elif config.schedule != "constant" and not (plan is not None and config.schedule == "cosine"):
             callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch, _rate: scheduled_rate(config, epoch - first_epoch)))
-        validation = pipeline.evaluation_dataset(data.x_train, data.y_train, max(256, config.batch_size), val) if len(val) else None
+        validation = pipeline.evaluation_dataset(data.x_train, data.y_train, pacing.of(job).evaluation_batch, val) if len(val) else None
         weights = pipeline.balanced_class_weights(data.y_train[train], data.num_classes) if config.class_weights else None
         job.model.fit(
             pipeline.training_dataset(data.x_train, data.y_train, train, config, per_epoch),
@@ -225,11 +240,16 @@ class _Lifecycle:
         )  # fmt: skip
 
     def evaluate_test(self) -> None:
+        """In batches of about a second's work each: Stop, turns and the time limit are seen between them."""
         from dcnn_core.results.evaluation import accuracy_and_loss, predict_probabilities
 
-        data = self.job.dataset
+        job, data = self.job, self.job.dataset
         if len(data.x_test):
-            self.job.record_test(*accuracy_and_loss(predict_probabilities(self.job.model, data.x_test), data.y_test))
+            try:
+                probabilities = predict_probabilities(job.model, data.x_test, pacing.of(job).evaluation_batch, self.turns.between_batches)
+            except _StopRequested:
+                raise _StopRequested(job.stopped_message(f"the test-set evaluation after epoch {job.epochs()[0]}")) from None
+            job.record_test(*accuracy_and_loss(probabilities, data.y_test))
 
     def finish(self, status: Status, message: str, details: str = "") -> None:
         """Save (``on_end``), then publish the outcome: nobody sees 'finished' before the run is saved."""
@@ -240,38 +260,9 @@ class _Lifecycle:
             try:
                 job.on_end(job, job.outcome(status, message, details))
             except Exception as error:  # saving must never lose the run in memory
-                message += f" (It could not be saved to disk: {_one_line(error)})"
+                failures.log_failure(job.job_id, error, traceback.format_exc())
+                message += " (It could not be saved on the server; the organiser can see why in the server log.)"
         job.end(status, message, details)
-
-
-class _Recorder:
-    """What the Keras callback reports, on the worker thread: batches and epochs into the log; divergence; early stopping."""
-
-    def __init__(self, job: TrainingJob, turns: _Turns):
-        self.job, self.turns = job, turns
-        self.epoch_compute = 0.0
-
-    def on_batch(self, batch: int, logs: dict) -> None:
-        loss = float(logs.get("loss", math.nan))
-        epoch = self.job.record_batch(batch, loss, float(logs.get("accuracy", math.nan)))
-        if not math.isfinite(loss) or loss > DIVERGED_LOSS:
-            what = f"became {loss}" if not math.isfinite(loss) else f"exploded to {loss:.3g}"
-            raise _Diverged(
-                f"Training stopped at epoch {epoch + 1}, batch {batch + 1}: the loss {what}. "
-                "The learning rate is probably too high — lower it (e.g. ÷10) and train again."
-            )
-        self.turns.between_batches()
-
-    def on_epoch_begin(self) -> None:
-        self.epoch_compute = self.turns.compute_s()
-
-    def on_epoch(self, epoch: int, logs: dict, learning_rate: float) -> bool:
-        """Record an epoch; True when early stopping says to stop."""
-        job = self.job
-        improved, since_best = job.record_epoch(epoch, logs, learning_rate, self.turns.compute_s() - self.epoch_compute)
-        if improved:
-            job.best_weights = job.model.get_weights()  # numpy copies
-        return job.config.early_stopping and since_best is not None and since_best >= job.config.patience
 
 
 def _release_training_state(model) -> None:
@@ -304,41 +295,5 @@ def _start_fine_tuning(job: TrainingJob, phase2: TrainConfig) -> None:
 
 
 def _batches_per_call(job: TrainingJob) -> int:
-    """Several batches per call, except for slow pretrained backbones and distributed training (its collectives go per step)."""
-    return 1 if job.distribution is not None or getattr(job.spec, "backbone", None) is not None else BATCHES_PER_CALL
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    first = text[0] if text else ""
-    return f"{type(error).__name__}: {first[:300]}" if first else type(error).__name__
-
-
-@cache
-def _callback_class():
-    from dcnn_core.runtime import import_keras
-
-    keras = import_keras()
-
-    class ProgressCallback(keras.callbacks.Callback):
-        """Feeds a job's progress; takes turns; stops training on request, divergence or early stopping."""
-
-        def __init__(self, recorder: _Recorder):
-            super().__init__()
-            self.recorder = recorder
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.recorder.on_epoch_begin()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.recorder.on_batch(batch, logs or {})
-
-        def on_test_batch_end(self, batch, logs=None):
-            self.recorder.turns.between_batches()
-
-        def on_epoch_end(self, epoch, logs=None):
-            rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-            if self.recorder.on_epoch(epoch, logs or {}, rate):
-                self.model.stop_training = True
-
-    return ProgressCallback
+    """About a second's work per call, so that Stop, turns and limits are seen within about a second (``pacing``)."""
+    return pacing.of(job).batches_per_call

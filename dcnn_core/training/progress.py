@@ -62,13 +62,23 @@ class Progress:
     best_epoch: int | None  # 1-based epoch with the best validation loss
     version: int = 0  # grows with every recorded point or status change: a cache key for drawings
     fine_tune_from: int | None = None  # epochs done when fine-tuning began (a pretrained backbone's phase 2)
+    budget_s: float | None = None  # a time-budgeted session: its seconds of computing (the room's limit included)
+    budget_used_s: float = 0.0  # seconds of it computed at the last batch report
+    budget_planned: bool = False  # the epochs that fit are known (the first batches have been timed)
 
     @property
     def active(self) -> bool:
         return self.status in ACTIVE_STATES
 
     @property
+    def budget_left_s(self) -> float | None:
+        """The countdown of a budgeted run: seconds of its budget not yet computed (None without a budget)."""
+        return None if self.budget_s is None else max(0.0, self.budget_s - self.budget_used_s)
+
+    @property
     def fraction_done(self) -> float:
+        if self.budget_s and self.active:  # the plan moves as the pace is measured; the clock does not
+            return min(1.0, self.budget_used_s / self.budget_s)
         total = self.epochs * max(1, self.batches_per_epoch)
         return min(1.0, (self.epoch * self.batches_per_epoch + self.batch) / total) if total else 0.0
 
@@ -92,6 +102,9 @@ class ProgressLog:
     batch_accuracy: list[float] = field(default_factory=list)
     best_epoch: int | None = None
     fine_tune_from: int | None = None  # epochs done when fine-tuning a pretrained backbone began
+    budget_s: float | None = None  # a time-budgeted session's seconds of computing
+    budget_used_s: float = 0.0
+    budget_planned: bool = False
     version: int = 0
     _thin: int = 1  # record one report in every _thin, doubling when the points are full
     _reports: int = 0  # batch reports so far (one per batch, or per chunk of batches run in one call)
@@ -111,6 +124,7 @@ class ProgressLog:
             "whole": whole, "epoch": self.epoch, "target_epochs": self.target_epochs, "batch": self.batch,
             "batches_per_epoch": self.batches_per_epoch, "best_epoch": self.best_epoch, "fine_tune_from": self.fine_tune_from,
             "version": self.version, "computing_s": self._computing_s, "session_start_step": self._session_start_step,
+            "budget": [self.budget_s, self.budget_used_s, self.budget_planned],
             "history": {key: values[first_epoch:] for key, values in self.history.items()},
             "batch_steps": self.batch_steps[start:], "batch_loss": self.batch_loss[start:],
             "batch_accuracy": self.batch_accuracy[start:],
@@ -131,6 +145,7 @@ class ProgressLog:
         self.batches_per_epoch, self.best_epoch = change["batches_per_epoch"], change["best_epoch"]
         self.fine_tune_from, self._computing_s = change["fine_tune_from"], change["computing_s"]
         self._session_start_step = change["session_start_step"]
+        self.budget_s, self.budget_used_s, self.budget_planned = change.get("budget", (None, 0.0, False))
         self.version = max(self.version + 1, change["version"])
 
     def begin_session(self, batches_per_epoch: int, now: float | None = None) -> None:
@@ -139,10 +154,19 @@ class ProgressLog:
         self._session_start_step = self.epoch * batches_per_epoch
         self._session_started_at = time.time() if now is None else now
         self._computing_s = 0.0
+        self.budget_s, self.budget_used_s, self.budget_planned = None, 0.0, False
         self.version += 1
 
     def add_compute_time(self, seconds: float) -> None:
         self._computing_s += seconds
+
+    def record_budget(self, budget_s: float | None, used_s: float, planned_epochs: int | None) -> None:
+        """A budgeted session's clock and plan: the target becomes the epochs that fit (set again as the pace is measured)."""
+        self.budget_s, self.budget_used_s = budget_s, used_s
+        if planned_epochs is not None:
+            self.budget_planned = True
+            self.target_epochs = planned_epochs
+        self.version += 1
 
     @property
     def computing_s(self) -> float:
@@ -201,6 +225,7 @@ class ProgressLog:
             history={key: list(values) for key, values in self.history.items()}, batch_steps=list(self.batch_steps),
             batch_loss=list(self.batch_loss), batch_accuracy=list(self.batch_accuracy), test_accuracy=test[0] if test else None,
             test_loss=test[1] if test else None, best_epoch=self.best_epoch, version=self.version, fine_tune_from=self.fine_tune_from,
+            budget_s=self.budget_s, budget_used_s=self.budget_used_s, budget_planned=self.budget_planned,
         )  # fmt: skip
 
     @classmethod

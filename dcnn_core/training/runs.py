@@ -114,6 +114,12 @@ class RunStore:
                 total += sum(path.stat().st_size for path in folder.rglob("*") if path.is_file() and not path.is_symlink())
         return total
 
+    def total_bytes(self) -> int:
+        """Bytes on disk of every saved run in this store, whoever owns it."""
+        if not self.root.is_dir():
+            return 0
+        return self.bytes_used(folder.name for folder in self.root.iterdir())
+
     def delete(self, run_id: str) -> None:
         """Remove a run folder (renamed aside first, so a crash never leaves half a run that looks whole)."""
         self._folders.remove(_checked_id(run_id), move=_move)

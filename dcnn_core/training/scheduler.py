@@ -5,7 +5,9 @@ eighth attendee wait three minutes before their curve moved. Here every training
 about ``slice_s`` seconds: a job computes while it holds a turn and hands it on between batches
 when someone is waiting. At most ``slots`` jobs compute at the same moment, which keeps a core for
 the web server. Jobs that have never had a turn go first, in the order they were started, so every
-curve shows its first point soon; after that, turns go round in order.
+curve shows its first point soon; after that, turns go round in order. New runs never starve the runs
+in progress: after ``FRESH_STREAK`` first turns in a row, a run in progress that waits has the next
+turn (a loop of Start and Stop from many tabs cannot hold back everyone else's training).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+
+FRESH_STREAK = 2  # first turns given in a row while a run in progress waits
 
 
 class FairScheduler:
@@ -31,6 +35,7 @@ class FairScheduler:
         self._computing: dict[str, float] = {}  # ticket → when its turn began
         self._first: set[str] = set()  # computing their first turn, not yet at their first batch
         self._build_s = 3.0  # running mean time from a first turn's start to its first batch (building, tracing)
+        self._streak = 0  # first turns given in a row while runs in progress waited
 
     def acquire(self, ticket: str, cancelled: Callable[[], bool] = lambda: False, first: bool = False) -> bool:
         """Wait for a turn; False (and out of the line) when ``cancelled()`` becomes true first."""
@@ -44,6 +49,7 @@ class FairScheduler:
                     return False
                 if self._next_in_line() == ticket and len(self._computing) < self.slots:
                     line.popleft()
+                    self._streak = self._streak + 1 if first and self._returning else 0
                     self._computing[ticket] = time.monotonic()
                     if first:
                         self._first.add(ticket)
@@ -58,7 +64,7 @@ class FairScheduler:
             self._cond.notify_all()
 
     def _next_in_line(self) -> str | None:
-        if self._fresh:
+        if self._fresh and not (self._returning and self._streak >= FRESH_STREAK):
             return self._fresh[0]
         return self._returning[0] if self._returning else None
 
@@ -102,8 +108,10 @@ class FairScheduler:
             turn = max(build, self.slice_s)
             left = sorted(max(0.0, (turn if other in self._first else self.slice_s) - (now - began))
                           for other, began in self._computing.items())  # fmt: skip
+            # Runs in progress take a turn after every FRESH_STREAK first turns while they wait.
+            between = min(len(self._returning), (place - 1) // FRESH_STREAK) * self.slice_s
         free_slot = left[0] if len(left) >= self.slots else 0.0  # the first compute place to come free
-        return free_slot + math.ceil((place - 1) / self.slots) * turn + build
+        return free_slot + math.ceil((place - 1) / self.slots) * turn + between / self.slots + build
 
     def waiting_count(self) -> int:
         with self._cond:

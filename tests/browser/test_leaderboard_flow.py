@@ -1,4 +1,4 @@
-"""Two attendees in two browsers: one publishes a run, the other loads that design and trains it.
+"""Two attendees in two browsers: one publishes a run, the other sees it appear, loads that design and trains it.
 
 Each attendee is a browser context of its own (its own Streamlit session and owner token), on the same
 server, so what travels between them goes through the server's leaderboard file and nothing else.
@@ -21,9 +21,12 @@ except ImportError:  # CI (DCNN_REQUIRE_BROWSER=1) must fail here; a user's mach
 
 from tests.browser.conftest import ARTIFACTS, DEFAULT_TIMEOUT_MS, SCRIPT_STATE_WATCH, VIEWPORT
 from tests.browser.test_workshop_flow import SLOW_MS, assert_no_exception, choose, go_to, press_on_slider, settle, sidebar
+from ui.leaderboard_view import REFRESH_S
 
 pytestmark = pytest.mark.browser
 NAME = "Ada <b>*room 1*</b>"  # Markdown and HTML in a name must show as typed
+LAPTOP = {"width": 1366, "height": 900}  # a common workshop laptop: no button label may be cut at this width
+NOT_CUT = "b => [...b.querySelectorAll('*')].every(e => e.scrollWidth <= e.clientWidth + 1)"
 
 
 @pytest.fixture
@@ -63,6 +66,13 @@ def test_one_attendee_publishes_and_another_loads_and_trains_that_design(two_att
     expect(author.locator("h1").filter(has_text="DCNN Studio")).to_be_visible(timeout=SLOW_MS)
     settle(author)
 
+    # The learner, in another browser on a laptop-sized window, already has the Leaderboard page open.
+    learner.set_viewport_size(LAPTOP)
+    expect(learner.locator("h1").filter(has_text="DCNN Studio")).to_be_visible(timeout=SLOW_MS)
+    settle(learner)
+    go_to(learner, "Leaderboard", "Leaderboard")
+    expect(learner.locator("td").filter(has_text=NAME)).to_have_count(0)  # not published yet
+
     # The author: LeNet-5, one epoch, then publish under a display name.
     go_to(author, "Model", "Model")
     choose(author, "model_preset", "LeNet-5")
@@ -79,15 +89,16 @@ def test_one_attendee_publishes_and_another_loads_and_trains_that_design(two_att
     settle(author)
     assert_no_exception(author)
 
-    # The learner, in another browser: sees it, loads it, finds it on the Model and Train pages, trains it.
-    expect(learner.locator("h1").filter(has_text="DCNN Studio")).to_be_visible(timeout=SLOW_MS)
-    settle(learner)
-    go_to(learner, "Leaderboard", "Leaderboard")
+    # The learner's open page shows it by itself (the board is read again every few seconds), then they load it,
+    # find it on the Model and Train pages, and train it.
     table = learner.get_by_test_id("stDataFrame").first
-    expect(table.locator("td").filter(has_text=NAME)).to_have_count(1)
+    expect(table.locator("td").filter(has_text=NAME)).to_have_count(1, timeout=(REFRESH_S + 15) * 1000)
+    settle(learner)
     expect(table.locator("td").filter(has_text="LeNet-5")).to_have_count(1)
     expect(learner.get_by_role("button", name=re.compile("Withdraw"))).to_have_count(0)  # not the learner's entry
-    learner.get_by_role("button", name=re.compile("Load this design")).click()
+    load = learner.get_by_role("button", name=re.compile("Load this design"))
+    assert load.evaluate(NOT_CUT), "the label of 'Load this design' is cut at 1366 px"
+    load.click()
     expect(learner.get_by_test_id("stAlertContentSuccess").filter(has_text="Loaded")).to_contain_text("LeNet-5")
     settle(learner)
     assert_no_exception(learner)

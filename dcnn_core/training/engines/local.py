@@ -53,6 +53,21 @@ class DataShelf:
         with self._lock:
             return self._sets.get(token)
 
+    def holds(self, dataset: datasets.Dataset) -> bool:
+        with self._lock:
+            token = self._tokens.get(id(dataset))
+            return token is not None and self._sets.get(token) is dataset
+
+    def held_bytes(self) -> int:
+        """Memory of every set on the shelf now (each held by a session or a run)."""
+        with self._lock:
+            return sum(dataset_bytes(dataset) for dataset in self._sets.values())
+
+
+def dataset_bytes(dataset: datasets.Dataset) -> int:
+    """The memory a data set's image and label arrays take."""
+    return sum(array.nbytes for array in (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test))
+
 
 class LocalEngine:
     """``TrainingEngine`` with every run in a thread of this process."""
@@ -75,6 +90,8 @@ class LocalEngine:
         """A reference to ``dataset`` (a user's own images) that a run description can carry instead of its arrays."""
         if reference.get("key") in datasets.REGISTRY:
             return dict(reference)
+        if not self.shelf.holds(dataset):  # a set new to the server counts against the room's memory for own images
+            self.rules.check_own_images(self.shelf.held_bytes(), dataset_bytes(dataset))
         return {**reference, SHELF_KEY: self.shelf.put(dataset)}
 
     def plan(self, epochs: int) -> RoomPlan:
@@ -86,7 +103,7 @@ class LocalEngine:
         import dataclasses
 
         dataset = self._dataset(description.dataset_ref)
-        self.rules.check_design(description.spec, dataset.input_shape, dataset.num_classes)
+        self.rules.check_design(description.spec, dataset.input_shape, dataset.num_classes, description.config.batch_size)
         self._ready()
         with self._lock:  # the check and the start as one step: one training per person, however many tabs press Start
             self.rules.check_train(self._usage(description.owner), new_run=True)
@@ -116,6 +133,7 @@ class LocalEngine:
     def continue_run(self, run_id: str, extra_epochs: int) -> None:
         """Train an ended run ``extra_epochs`` more, with the same rules as a start (``Refused``, or ValueError why not)."""
         job = self._job(run_id)
+        self._check_design_again(job)
         with self._lock:
             self.rules.check_train(self._usage(job.owner), new_run=False)
             room = self.plan(extra_epochs)  # a fresh session of training: the room's limits as they are now
@@ -205,12 +223,26 @@ class LocalEngine:
             raise UnknownRun(run_id)
         return job
 
+    def _check_design_again(self, job) -> None:
+        """A Continue is a new session of training: its design and batch size against the server's rules as they are now."""
+        dataset = getattr(job, "dataset", None)  # a run that trains elsewhere (a mirror) has none here
+        if dataset is not None:
+            shape, classes = dataset.input_shape, dataset.num_classes
+        else:
+            try:  # its saved record says what it was trained on
+                data = self.store.load(self.store.root / job.job_id).data
+                shape, classes = tuple(int(side) for side in data["input_shape"]), len(data["class_names"])
+            except Exception:  # not saved, or unreadable: nothing to check it against
+                return
+        self.rules.check_design(job.spec, shape, classes, job.config.batch_size)
+
     def _usage(self, owner: str) -> Usage:
         mine = self.registry.jobs(owner=owner)
         return Usage(
             active_runs=sum(1 for job in mine if job.status in ACTIVE_STATES), runs_kept=len(mine),
             disk_bytes=self.store.bytes_used(job.job_id for job in mine) if self.rules.limits.max_disk_mb_per_owner else 0,
             server_active=sum(1 for job in self.registry.jobs() if job.status in ACTIVE_STATES),
+            server_disk_bytes=self.store.total_bytes() if self.rules.limits.max_disk_mb_total else 0,
         )  # fmt: skip
 
     def _dataset(self, reference: dict) -> datasets.Dataset:

@@ -95,6 +95,7 @@ class RayEngine(LocalEngine):
             raise ValueError("A failed or diverged run cannot be continued; start a new one.")
         if not 1 <= extra_epochs <= 500:
             raise ValueError("Continue for 1 to 500 more epochs.")
+        self._check_design_again(job)
         self._ready()
         with self._lock:
             self.rules.check_train(self._usage(job.owner), new_run=False)
