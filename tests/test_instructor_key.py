@@ -90,3 +90,14 @@ def test_a_second_browser_guessing_right_after_a_wrong_guess_is_told_to_wait(mon
         assert any("Too many wrong keys" in error.value for error in browsers[1].error)
     finally:
         resources.settings.clear()
+
+
+def test_the_room_view_names_every_limit_in_words():
+    """The limits table shows each setting by a label, never a raw name such as max_disk_mb_per_user."""
+    from dataclasses import fields
+
+    from dcnn_core.settings import Settings
+    from ui.room_view import LIMIT_NAMES
+
+    shown = [field.name for field in fields(Settings) if field.repr]
+    assert [name for name in shown if name not in LIMIT_NAMES] == []
