@@ -11,7 +11,7 @@ if room_view.unlocked():
     st.fragment(run_every=3.0)(room_view.draw_live)()  # the room changes by itself: refresh what it shows
     left, right = st.columns(2, gap="large")
     with left:
-        st.subheader("Room limits in force")
+        st.subheader("Room limits")
         room_view.draw_limits()
     with right:
         st.subheader("Leaderboard")

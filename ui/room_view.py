@@ -143,7 +143,10 @@ def draw_limits() -> None:
         {"Limit": [LIMIT_NAMES.get(name, name) for name in shown], "Value": [_shown(getattr(settings, name)) for name in shown]},
         hide_index=True,
     )
-    st.caption("The server's maxima: DCNN_* environment variables or Streamlit secrets, set before it starts (see the README).")
+    st.caption(
+        "Above: the server's maxima, DCNN_* environment variables or Streamlit secrets set before it starts (see the "
+        "README). Below: what is in force now, which you may tighten."
+    )
     _room_form()
 
 
@@ -159,7 +162,7 @@ def _apply_room() -> None:
     except Refused as error:
         st.session_state[LIMITS_MESSAGE] = ("error", str(error))
         return
-    st.session_state[LIMITS_MESSAGE] = ("success", "New limits set for this session: runs started from now on follow them.")
+    st.session_state[LIMITS_MESSAGE] = ("success", "New limits set for this session: everyone's runs started from now on follow them.")
 
 
 def _room_form() -> None:
@@ -167,7 +170,7 @@ def _room_form() -> None:
     rules = resources.engine().rules
     current, server = rules.limits, rules.server_limits
     with st.form("room_limits"):
-        st.markdown("**Limits for this session**")
+        st.markdown("**In force now, for everyone on this server** (until it restarts; within the maxima above)")
         a, b = st.columns(2)
         a.number_input("Trainings computing at once", 1, rules.max_slots, rules.slots, key="room_set_slots")
         for column, name in zip((b, a, b, a, b), ROOM_FIELDS, strict=True):
