@@ -31,7 +31,10 @@ pytestmark = pytest.mark.browser
 
 ATTENDEES = 5
 EPOCHS = 3
-FINISH_WITHIN_S = 150
+# 5 runs × 3 epochs × ~340 batches of 8, taking turns on 2 cores beside 5 browsers. On this session's slower CPU (EPYC
+# family 25) the test's call took 165 s with this code and 169 s with the commit before it, so 150 s failed by a few
+# batches on a busy CI run; the bound is about the room finishing at all, the turns are checked below.
+FINISH_WITHIN_S = 210
 PROGRESS = re.compile(r"Epoch (\d+)/(\d+) · batch (\d+)/(\d+)")
 FINISHED = re.compile(rf"Finished {EPOCHS} epochs\.")
 SNAPSHOT_JS = """() => {
