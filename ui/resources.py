@@ -82,18 +82,24 @@ def _failed_loads() -> dict:
 def load_dataset(choice: datasets.DatasetChoice) -> datasets.Dataset:
     """The chosen data set, shared read-only by every session; raises DatasetUnavailable."""
     options_json = json.dumps(choice.options, sort_keys=True)
-    memo = _failed_loads()
-    cache_key = (choice.key, options_json)
-    with memo["lock"]:
-        failure = memo["failures"].get(cache_key)
-    if failure and time.time() - failure[0] < RETRY_FAILED_DOWNLOAD_S:
-        raise datasets.DatasetUnavailable(failure[1])
+    failure = _recent_failure(choice)
+    if failure is not None:
+        raise datasets.DatasetUnavailable(failure)
     try:
         return _load_dataset(choice.key, options_json)
     except datasets.DatasetUnavailable as error:
+        memo = _failed_loads()
         with memo["lock"]:
-            memo["failures"][cache_key] = (time.time(), str(error))
+            memo["failures"][(choice.key, options_json)] = (time.time(), str(error))
         raise
+
+
+def _recent_failure(choice: datasets.DatasetChoice) -> str | None:
+    """Why the last load of ``choice`` failed, when that was less than RETRY_FAILED_DOWNLOAD_S ago."""
+    memo = _failed_loads()
+    with memo["lock"]:
+        failure = memo["failures"].get((choice.key, json.dumps(choice.options, sort_keys=True)))
+    return failure[1] if failure and time.time() - failure[0] < RETRY_FAILED_DOWNLOAD_S else None
 
 
 def fallback_dataset() -> datasets.DatasetChoice:
@@ -287,9 +293,4 @@ def _known_unavailable(choice: datasets.DatasetChoice) -> bool:
     """Offline on purpose, or its download failed a moment ago (no new attempt is made to find out)."""
     from dcnn_core import downloads
 
-    if downloads.offline():
-        return True
-    memo = _failed_loads()
-    with memo["lock"]:
-        failure = memo["failures"].get((choice.key, json.dumps(choice.options, sort_keys=True)))
-    return failure is not None and time.time() - failure[0] < RETRY_FAILED_DOWNLOAD_S
+    return downloads.offline() or _recent_failure(choice) is not None
