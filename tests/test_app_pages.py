@@ -255,6 +255,7 @@ def test_a_reload_brings_back_the_runs_data_design_and_settings_and_a_new_run_jo
     assert wait_for_run(second.run_id, 60)
     app.run()
     assert app.multiselect(key="train_compare").value == [first.run_id, second.run_id]  # the new run joined, unasked
+    assert app.selectbox(key="train_run_pick").value == second.run_id  # and the run picker shows it
     assert any(link.proto.label == "Try it on your photo" for link in app.get("page_link"))
 
     reloaded = AppTest.from_file(APP, default_timeout=TIMEOUT)  # the same address in a new tab, or after a reload

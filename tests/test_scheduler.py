@@ -130,6 +130,27 @@ def test_the_progress_log_keeps_the_best_epoch_and_thins_batch_points():
     assert log.eta_s() == pytest.approx(5.0)  # two epochs took 10 s: the third takes 5
 
 
+def test_a_lone_run_counts_its_computing_as_it_goes_so_its_time_left_shows(tiny_shapes):
+    """Alone, a run has one endless turn: its time must count from the first batches, not only when the turn ends."""
+    from dcnn_core.training import lifecycle
+
+    job = _job(tiny_shapes, "alone", epochs=2)  # no scheduler: alone
+    turns = lifecycle._Turns(job)
+    began = time.monotonic()
+    assert turns.take_turn(first=True)
+    job.begin_session(batches_per_epoch=10)
+    job.record_batch(0, loss=1.0, accuracy=0.5)
+    time.sleep(0.05)
+    turns.between_batches()
+    assert job.computing_s() >= 0.05
+    progress = job.snapshot()
+    assert progress.status == training.RUNNING
+    assert progress.eta_s is not None and progress.eta_s >= 19 * 0.05  # 19 batches left at the first one's pace
+    turns.between_batches()
+    turns.end_turn()
+    assert job.computing_s() <= time.monotonic() - began  # the turn's time, counted once however often it was counted
+
+
 def _job(dataset, owner: str, epochs: int = 1) -> training.TrainingJob:
     return training.TrainingJob(spec.preset("Article baseline"), dataset, training.TrainConfig(epochs=epochs, batch_size=32), owner=owner)
 

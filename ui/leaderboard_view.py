@@ -204,6 +204,9 @@ def _dataset_section(title: str, entries: list[Entry]) -> None:
     best = max(entry.test_accuracy for entry in entries)
     if baseline:
         st.caption(f"Dense baseline: {max(baseline):.2%} · best: {best:.2%} — the room's own numbers.")
+    # The table's hover toolbar (search, download, full screen) is drawn 2.75rem above it: this space and the two gaps
+    # around it make exactly that room, so it covers nothing (it lay over the data set's title, or the caption above).
+    st.space("small")
     st.dataframe(
         _table(entries), hide_index=True, use_container_width=True,
         column_config={"Test accuracy": st.column_config.NumberColumn(format="percent")},

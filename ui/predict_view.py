@@ -104,15 +104,15 @@ def test_evaluation(run: TrainedModel) -> evaluation.Evaluation:
 
 
 def show_prediction(run: Run, prepared: images.PreparedImage, key: str) -> None:
-    """The input pipeline, step by step, and the top-k probabilities."""
-    steps = st.columns(len(prepared.steps) + 1)
-    steps[0].image(display_pixels(prepared.original), caption="Your image", width="stretch")
-    for column, (caption, pixels) in zip(steps[1:], prepared.steps, strict=True):
-        column.image(display_pixels(pixels), caption=caption, width="stretch")
+    """The top-k probabilities first (right under the upload box, on the first screen), then the input pipeline step by step."""
     probabilities = evaluation.predict_probabilities(run.model, prepared.model_input[None])[0]
     top = evaluation.top_k(probabilities, run.dataset.class_names, k=min(5, run.dataset.num_classes))
     st.markdown(f"Prediction: **{plain(top[0][0])}** ({top[0][1]:.1%})")
     st.plotly_chart(plots.top_k_bar(top), key=f"predict_topk_{key}")
+    steps = st.columns(len(prepared.steps) + 1)
+    steps[0].image(display_pixels(prepared.original), caption="Your image", width="stretch")
+    for column, (caption, pixels) in zip(steps[1:], prepared.steps, strict=True):
+        column.image(display_pixels(pixels), caption=caption, width="stretch")
 
 
 def display_pixels(pixels: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ from ui.frame import format_seconds
 from ui.text import plain, plain_text
 
 COMPARE_OFFERED = "train_compare_offered"  # the runs the comparison offered when last drawn
+PICK_OFFERED = "train_pick_offered"  # the runs the run picker offered when last drawn
 
 
 def run_label(run: RunInfo, number: int) -> str:
@@ -47,6 +48,14 @@ def _join_new_runs(trained: list[str]) -> None:
     st.session_state[COMPARE_OFFERED] = list(trained)
 
 
+def _pick_newest_when_new(run_ids: list[str]) -> None:
+    """The run picker shows the newest run when first drawn and whenever a new run appears; the person's own pick otherwise."""
+    offered = st.session_state.get(PICK_OFFERED) or []
+    if st.session_state.get("train_run_pick") not in run_ids or any(run_id not in offered for run_id in run_ids):
+        st.session_state["train_run_pick"] = run_ids[-1]
+    st.session_state[PICK_OFFERED] = list(run_ids)
+
+
 def _select(job_id: str) -> None:
     state.select_job(job_id)
 
@@ -59,8 +68,8 @@ def draw_runs(found: list[RunInfo]) -> None:
     st.dataframe(run_rows(found), hide_index=True, key="train_runs", column_config=columns)
     labels = {run.run_id: run_label(run, number) for number, run in enumerate(found, start=1)}
     show, delete = st.columns([3, 1], vertical_alignment="bottom")
-    chosen = show.selectbox("Run", list(labels), format_func=labels.get, key="train_run_pick",
-                            index=len(labels) - 1)  # fmt: skip
+    _pick_newest_when_new(list(labels))
+    chosen = show.selectbox("Run", list(labels), format_func=labels.get, key="train_run_pick")
     show.button("Show this run above", key="train_show_run", on_click=_select, args=(chosen,))
     with st.expander("Share this run, read-only"):
         st.caption("Anyone with this link sees its curves and summary, nothing else: they cannot stop, continue or delete it.")

@@ -29,7 +29,7 @@ class RunLimits:
         if self.max_compute_s:
             parts.append(f"at most {self.max_compute_s / 60:g} min of training per run")
         if self.max_epochs:
-            parts.append(f"at most {self.max_epochs} epochs")
+            parts.append(f"at most {self.max_epochs} epoch{'' if self.max_epochs == 1 else 's'}")
         return "; ".join(parts)
 
     @property

@@ -204,7 +204,7 @@ class TrainingJob(Described):
             self._message = "Training…"
 
     def computing_s(self) -> float:
-        """Seconds of computing in this training session (turns that have ended)."""
+        """Seconds of computing in this training session, counted up to the last batch of the turn in progress."""
         with self._lock:
             return self._log.computing_s
 

@@ -120,9 +120,18 @@ class _Turns:
             self.job.add_compute_time(time.monotonic() - self.turn_began)
             self.turn_began = None
 
+    def count_turn_so_far(self) -> None:
+        """Count the current turn's time as computed now, not only when it ends: a lone run's one endless turn
+        would otherwise count nothing until the end, and its time-left estimate (time per batch) would never show."""
+        if self.turn_began is not None:
+            now = time.monotonic()
+            self.job.add_compute_time(now - self.turn_began)
+            self.turn_began = now
+
     def between_batches(self) -> None:
         """Hand the processor on when the turn is over; stop when asked or out of time."""
         job = self.job
+        self.count_turn_so_far()
         limit = job.description.limits.max_compute_s
         if limit and self.compute_s() > limit:
             job.request_stop(f"Stopped at the room's limit of {limit / 60:g} min of training per run")
