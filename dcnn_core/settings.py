@@ -41,6 +41,7 @@ class Settings:
 
     max_concurrent_jobs: int = 1  # trainings computing at the same moment; the others take turns (fair share)
     tf_threads: int = 1  # TensorFlow's thread pool, shared by the trainings computing at once: by default every usable core
+    training_nice: int = 10  # training's threads run this much below the web server (Linux nice); 0 = the same priority
     max_parameters: int | None = 5_000_000  # designs above this are refused before training
     # One training step's cost, refused above these before a run starts or continues (BENCHMARKS.md, "Admission by cost"):
     max_gmac_per_batch: float | None = 10.0  # forward multiply-adds per batch, in billions (a step does about 3×: ~1 s here)
@@ -72,6 +73,7 @@ def load_settings(source: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         max_concurrent_jobs=_int_from(env, "DCNN_MAX_CONCURRENT_JOBS", 1 if cores <= 2 else cores - 1),
         tf_threads=_int_from(env, "DCNN_TF_THREADS", len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores),
+        training_nice=min(19, _int_from(env, "DCNN_TRAINING_NICE", 10, minimum=0)),
         max_parameters=_limit_from(env, "DCNN_MAX_PARAMETERS", 5_000_000),
         max_gmac_per_batch=_amount_from(env, "DCNN_MAX_GMAC_PER_BATCH", 10.0),
         max_activation_mb_per_batch=_limit_from(env, "DCNN_MAX_ACTIVATION_MB_PER_BATCH", 200),

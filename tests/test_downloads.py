@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import gzip
 import http.server
+import importlib.util
 import socket
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -284,3 +286,25 @@ def test_a_stalled_data_set_download_ends_within_the_timeout_and_leaves_no_file(
     assert time.monotonic() - began < STALL_S + 1.5
     cache = tmp_path / "keras-home" / "datasets" / "fashion-mnist"
     assert _nothing_but(cache)
+
+
+def test_real_sets_brought_in_from_npm_are_read_as_the_app_reads_them(quick_timeouts, tmp_path):
+    """bench/real_sets.py writes Keras's cache layout: the app loads the Fashion-MNIST files it wrote, the bench the MNIST file."""
+    spec = importlib.util.spec_from_file_location("real_sets", Path(__file__).resolve().parents[1] / "bench" / "real_sets.py")
+    real_sets = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(real_sets)
+    rng = np.random.default_rng(0)
+
+    def arrays(train: int, test: int):
+        return ((rng.integers(0, 256, (train, 28, 28), np.uint8), rng.integers(0, 10, train, np.uint8)),
+                (rng.integers(0, 256, (test, 28, 28), np.uint8), rng.integers(0, 10, test, np.uint8)))  # fmt: skip
+
+    mnist, fashion = arrays(7, 3), arrays(12, 4)
+    real_sets.write(tmp_path / "keras-home", mnist, fashion)
+    for name, expected in (("mnist", mnist), ("fashion_mnist", fashion)):
+        read = downloaded.read_folder(name, str(tmp_path / "keras-home" / "datasets"))
+        (x_train, y_train), (x_test, y_test) = read
+        assert np.array_equal(x_train, expected[0][0]) and np.array_equal(y_train, expected[0][1])
+        assert np.array_equal(x_test, expected[1][0]) and np.array_equal(y_test, expected[1][1])
+    data = datasets.load_dataset("fashion_mnist")  # nothing to fetch: the files are in the cache, as Keras would have left them
+    assert np.array_equal(data.x_train[..., 0], fashion[0][0]) and data.y_test.tolist() == fashion[1][1].tolist()

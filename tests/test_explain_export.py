@@ -182,8 +182,30 @@ def test_keras_export_reloads_to_the_same_predictions(trained_job, tiny_shapes, 
 def test_tflite_export_predicts_like_the_model(trained_job, tiny_shapes):
     data = export.export_tflite(trained_job.model, tiny_shapes.x_test[:4])
     images = tiny_shapes.x_test[10:30]
-    expected = evaluation.predict_probabilities(trained_job.model, images)
+    expected = evaluation.predict_probabilities(export.float32_copy(trained_job.model), images)  # trained in bfloat16 or not
     np.testing.assert_allclose(export.run_tflite(data, images), expected, atol=export.TFLITE_TOLERANCE)
+
+
+def test_a_run_trained_in_mixed_bfloat16_exports_to_tflite_and_keras_and_imports_back(trained_job, tiny_shapes):
+    """On a CPU with native bfloat16, "auto" trains some presets in mixed bfloat16: TensorFlow Lite has no bfloat16
+    kernels, so it gets the same weights computing in float32; the .keras file keeps the policy and imports back."""
+    from dcnn_core.runtime import dtype_policy
+
+    with dtype_policy("mixed_bfloat16"):
+        mixed = build.build_model(spec.preset("Simple CNN"), (16, 16, 1), 6, float32_output=True)  # as a run builds it
+    with dtype_policy("float32"):
+        plain = build.build_model(spec.preset("Simple CNN"), (16, 16, 1), 6)
+    for model in (mixed, plain):
+        model.set_weights(trained_job.model.get_weights())  # the trained weights (mixed precision keeps them in float32)
+    assert export.float32_copy(plain) is plain  # float32 already: nothing to copy
+    images = tiny_shapes.x_test[10:30]
+    data = export.export_tflite(mixed, tiny_shapes.x_test[:4])
+    in_float32 = evaluation.predict_probabilities(plain, images)
+    np.testing.assert_allclose(export.run_tflite(data, images), in_float32, atol=export.TFLITE_TOLERANCE)
+    as_trained = evaluation.predict_probabilities(mixed, images)
+    np.testing.assert_allclose(export.run_tflite(data, images), as_trained, atol=0.02)  # bfloat16 keeps ~3 digits
+    reloaded = export.import_keras_model(export.export_keras(mixed), "mixed.keras", (16, 16, 1), 6)
+    np.testing.assert_allclose(evaluation.predict_probabilities(reloaded, images), as_trained, atol=1e-6)
 
 
 def test_an_export_that_does_not_reproduce_the_model_is_refused(trained_job, monkeypatch):

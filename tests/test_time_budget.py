@@ -92,8 +92,9 @@ def test_budget_recipes_flip_clothes_and_shapes_but_never_digits_and_validate_fo
 def test_bfloat16_only_where_the_cpu_has_it_and_the_design_measured_faster():
     assert recipes.precision_for("auto", "Simple CNN", cpu_has_bfloat16=True) == "mixed_bfloat16"
     assert recipes.precision_for("auto", "Simple CNN (edited)", cpu_has_bfloat16=True) == "mixed_bfloat16"
-    assert recipes.precision_for("auto", "LeNet-5", cpu_has_bfloat16=True) == "float32"  # not measured faster
-    assert recipes.precision_for("bfloat16", "LeNet-5", cpu_has_bfloat16=True) == "mixed_bfloat16"  # asked outright
+    assert recipes.precision_for("auto", "MobileNet-style mini", cpu_has_bfloat16=True) == "float32"  # measured slower
+    assert recipes.precision_for("bfloat16", "MobileNet-style mini", cpu_has_bfloat16=True) == "mixed_bfloat16"  # asked outright
+    assert recipes.precision_for("auto", "Article baseline", cpu_has_bfloat16=True) == "float32"  # never measured
     assert recipes.precision_for("auto", "Simple CNN", cpu_has_bfloat16=False) == "float32"  # emulated: only slower
     assert recipes.precision_for("float32", "Simple CNN", cpu_has_bfloat16=True) == "float32"
 

@@ -107,3 +107,11 @@ def _read_cifar10(paths: list[str]):
 
 
 _READERS = {"fashion_mnist": _read_fashion, "mnist": _read_mnist, "cifar10": _read_cifar10}
+
+
+def read_folder(name: str, folder: str):
+    """``load_arrays``'s result from files already in ``folder`` (Keras's cache layout), never fetched nor hash-checked.
+
+    For data brought to an offline machine by other means (``bench/real_sets.py``); the app always uses ``load_arrays``.
+    """
+    return _READERS[name]([os.path.join(folder, source.name) for source in SOURCES[name]])

@@ -74,9 +74,10 @@ RECIPES: dict[str, Recipe] = {
 
 FLIPS_SUIT = frozenset({"fashion_mnist", "shapes", "cifar10"})  # mirrored clothes, shapes and photos are still themselves
 # Presets measured faster in mixed bfloat16 than in float32 on a CPU with native bfloat16 (``bench/flops.py --precision
-# both``): a 3-block plain conv net trained ×1.46 faster (FIELD-NOTES, AVX-512 BF16, 2 cores). Add a preset here only
-# once measured; the rest stay float32 ("auto" then means float32 for them).
-BFLOAT16_FASTER = frozenset({"Simple CNN"})
+# both``, BENCHMARKS.md §11, AVX-512 BF16, 2 cores): Simple CNN ×1.63, LeNet-5 ×1.28, VGG-mini and ResNet-mini ×1.21;
+# MobileNet-mini ×0.92 (depthwise convolutions gain nothing), so it stays float32 ("auto" means float32 for it).
+# Add a preset here only once measured.
+BFLOAT16_FASTER = frozenset({"LeNet-5", "Simple CNN", "VGG-style mini", "ResNet-style mini"})
 
 
 # Epochs a preset needs before a budget pays off. VGG-mini starts slowly: 3 epochs of 6,000 Shapes gave 0.53 with

@@ -141,6 +141,7 @@ def export_tflite(model, samples: np.ndarray | None = None, tolerance: float = T
     if not hasattr(tf, "lite"):
         raise ExportError("This TensorFlow build has no TensorFlow Lite converter, so .tflite export is unavailable.")
     samples = _samples(model, samples)
+    model = float32_copy(model)  # TensorFlow Lite has no bfloat16 kernels: it gets (and is checked against) the float32 network
     expected = np.asarray(model(samples, training=False))
     try:
         data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
@@ -152,6 +153,36 @@ def export_tflite(model, samples: np.ndarray | None = None, tolerance: float = T
         raise ExportError(f"The converted TensorFlow Lite model could not be run: {type(error).__name__}: {error}") from error
     _check_same(expected, actual, "TensorFlow Lite model", tolerance)
     return data
+
+
+def float32_copy(model):
+    """``model`` itself when it computes in float32; else a copy that does, with the same weights.
+
+    A run trained under mixed bfloat16 (``recipes.precision_for``) keeps its weights in float32 and computes in
+    bfloat16; formats without bfloat16 kernels (TensorFlow Lite) get the same network computing in float32.
+    """
+    import_keras()
+    config = model.get_config()
+    if not _mixed_policies(config):
+        return model
+    copy = model.__class__.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _mixed_policies(config) -> int:
+    """Set every mixed dtype policy in a Keras config to float32, in place; how many there were."""
+    count, stack = 0, [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("class_name") == "DTypePolicy" and str(item.get("config", {}).get("name", "")).startswith("mixed_"):
+                item["config"]["name"] = "float32"
+                count += 1
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
 
 
 def history_csv(history: dict[str, list[float]]) -> str:

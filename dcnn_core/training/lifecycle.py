@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dcnn_core import runtime
 from dcnn_core.data.datasets import Dataset
 from dcnn_core.design import backbones
 from dcnn_core.design.spec import ModelSpec
@@ -106,6 +107,7 @@ class _Turns:
         if not self.scheduler.acquire(job.job_id, cancelled=lambda: job.stop_requested, first=first):
             return False
         self.turn_began = time.monotonic()
+        runtime.yield_to_web_server()  # the web server's pages come first whenever the cores are contended
         if first:
             job.began()
         return True
@@ -132,6 +134,7 @@ class _Turns:
         """Hand the processor on when the turn is over; stop when asked or out of time."""
         job = self.job
         self.count_turn_so_far()
+        runtime.yield_to_web_server()  # TensorFlow makes its compute threads at the first batches
         limit = job.description.limits.max_compute_s
         if limit and self.compute_s() > limit:
             job.request_stop(f"Stopped at the room's limit of {limit / 60:g} min of training per run")
