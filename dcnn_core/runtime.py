@@ -7,9 +7,9 @@ default, ``Settings.tf_threads``): a lone user's training gets every core, and i
 that compute at once (at most the scheduler's ``slots``) share them; the fair turns decide who computes.
 
 A pool as large as the machine would leave the web server no core of its own, so training yields to it:
-``yield_to_web_server`` runs a training's thread and TensorFlow's compute threads at a lower priority
-(``Settings.training_nice``). An idle server loses nothing (a lower priority only matters when the cores are
-contended); a page run gets a core the moment it needs one.
+``yield_to_web_server`` runs TensorFlow's compute threads at a lower priority (``Settings.training_nice``).
+An idle server loses nothing (a lower priority only matters when the cores are contended); a page run gets
+a core the moment it needs one.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import sys
 import threading
 from functools import cache
 from pathlib import Path
@@ -28,10 +29,13 @@ _configured = False
 _threads: int | None = None  # set by configure() before the first import; else read from the environment
 
 
-def configure(tf_threads: int) -> None:
-    """Use ``tf_threads`` threads per TensorFlow op (the app passes its Settings; takes effect at the first import)."""
-    global _threads
+def configure(tf_threads: int, training_nice: int | None = None) -> None:
+    """Use ``tf_threads`` threads per TensorFlow op (takes effect at the first import) and lower TensorFlow's threads by
+    ``training_nice`` (``yield_to_web_server``); the app passes its Settings (environment and secrets)."""
+    global _threads, _nice
     _threads = tf_threads
+    if training_nice is not None:
+        _nice = training_nice
 
 
 def import_keras():
@@ -66,23 +70,26 @@ def threads() -> int:
     return _threads or load_settings().tf_threads
 
 
-_lowered: set[int] = set()  # native thread ids already lowered
+_nice: int | None = None  # set by configure(); else read from the environment
+_scan_lock = threading.Lock()
+_lowered: set[int] = set()  # native ids of the threads already lowered
 _tasks_seen = 0  # how many threads the process had at the last look
 
 
 def yield_to_web_server() -> None:
-    """Run the calling thread and TensorFlow's compute threads ``Settings.training_nice`` below the process (Linux only).
+    """Run TensorFlow's compute threads ``Settings.training_nice`` below the process (Linux only; elsewhere nothing).
 
-    Called when a training's turn begins and between its batches. TensorFlow makes its threads lazily (named
-    ``tf_…``), so the process's threads are listed again only when their number changed (a few microseconds
-    otherwise); a thread is never raised back (that needs privileges).
+    Called when a training's turn begins and between its batches. TensorFlow makes its threads (named ``tf_…``)
+    when the process's first op runs — in a training or on a page — so the process's threads are listed again
+    whenever their number changed (a few microseconds otherwise). The trainings' own Python threads keep the
+    process's priority: they hold the interpreter lock the pages need, and a lowered holder would keep pages
+    waiting. A lowered thread is never raised back (that needs privileges). Pages' own TensorFlow work (a
+    prediction) runs on the same pool, so it, too, computes at the training's priority.
     """
     global _tasks_seen
-    if _training_nice() <= 0 or not hasattr(os, "setpriority"):
+    if not sys.platform.startswith("linux") or _training_nice() <= 0:
         return
-    with _lock:
-        nice = _target_nice()
-        _lower(threading.get_native_id(), nice)
+    with _scan_lock:
         try:
             tasks = os.listdir("/proc/self/task")
         except OSError:
@@ -90,21 +97,21 @@ def yield_to_web_server() -> None:
         if len(tasks) == _tasks_seen:
             return
         _tasks_seen = len(tasks)
-        for task in tasks:
-            if int(task) in _lowered:
-                continue
+        live = {int(task) for task in tasks}
+        _lowered.intersection_update(live)  # an ended thread's id may be reused by a new one
+        for tid in live - _lowered:
             try:
-                with open(f"/proc/self/task/{task}/comm") as file:
+                with open(f"/proc/self/task/{tid}/comm") as file:
                     name = file.read().strip()
             except OSError:
                 continue  # ended meanwhile
             if name.startswith("tf_"):
-                _lower(int(task), nice)
+                _lower(tid, _target_nice())
 
 
 @cache
 def _training_nice() -> int:
-    return load_settings().training_nice
+    return _nice if _nice is not None else load_settings().training_nice
 
 
 @cache
@@ -114,8 +121,6 @@ def _target_nice() -> int:
 
 
 def _lower(tid: int, nice: int) -> None:
-    if tid in _lowered:
-        return
     try:
         if os.getpriority(os.PRIO_PROCESS, tid) < nice:
             os.setpriority(os.PRIO_PROCESS, tid, nice)

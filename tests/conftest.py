@@ -11,7 +11,7 @@ os.environ.setdefault("DCNN_TF_THREADS", "2")  # tests own the machine; the app 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Tests run trainings on pytest's own thread too; lowering it would lower every server and cluster a later test starts
 # (they inherit it) below the browsers driving them. tests/test_training_priority.py checks the app's default (10).
-os.environ.setdefault("DCNN_TRAINING_NICE", "0")
+os.environ["DCNN_TRAINING_NICE"] = "0"
 os.environ.setdefault("DCNN_RUNS_DIR", tempfile.mkdtemp(prefix="dcnn-test-runs-"))  # never the repo's runs/
 
 from dcnn_core.training.engines.ray_setup import RAY_ENVIRONMENT  # noqa: E402

@@ -228,3 +228,11 @@ def test_beat_the_article_starts_the_best_preset_on_fashion_mnist_planned_to_fiv
 def test_a_preset_that_needs_more_epochs_than_fitted_says_so_when_it_ends():
     assert "Only 3 epochs fitted; VGG-style mini needs about 10" in recipes.budget_note("VGG-style mini (edited)", 3)
     assert recipes.budget_note("VGG-style mini", 12) == "" and recipes.budget_note("Simple CNN", 1) == ""
+
+
+def test_a_fashion_mnist_run_is_set_beside_the_articles_accuracy():
+    assert training_view.against_the_article(0.9281) == (
+        "The article's dense net reached 0.8763 on this test set: this run beats it by 5.2 points."
+    )
+    assert training_view.against_the_article(0.8663).endswith("this run is below it by 1.0 points.")
+    assert training_view.against_the_article(0.8765).endswith("this run matches it.")

@@ -34,7 +34,7 @@ def settings() -> Settings:
     except Exception:  # no secrets.toml: the environment alone decides
         secrets = {}
     result = load_settings({**os.environ, **secrets})
-    runtime.configure(result.tf_threads)
+    runtime.configure(result.tf_threads, result.training_nice)
     return result
 
 

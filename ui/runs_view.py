@@ -148,7 +148,8 @@ def _draw_shared(run_id: str) -> None:
         return
     st.markdown(f"**{plain(run.model)}** on **{plain(run.data)}** · {plain(run.status)}")
     st.caption("Read-only: you see this run's curves and summary; nothing here can change it.")
-    summary = [f"{len(run.history.get('loss', []))} epochs", f"{format_seconds(run.elapsed_s)} of training"]
+    epochs = len(run.history.get("loss", []))
+    summary = [f"{epochs} epoch{'' if epochs == 1 else 's'}", f"{format_seconds(run.elapsed_s)} of training"]
     if run.test_accuracy is not None:
         summary.append(f"test accuracy {run.test_accuracy:.4f}")
     st.caption(" · ".join(summary))

@@ -7,6 +7,7 @@ import dataclasses
 import streamlit as st
 
 from dcnn_core.design import recipes
+from dcnn_core.design.spec import ARTICLE_TEST_ACCURACY
 from dcnn_core.results import plots, training_plots
 from dcnn_core.room.rules import Refused
 from dcnn_core.training import budget
@@ -223,7 +224,16 @@ def progress_text(progress: Progress, refresh_s: float = 0.0) -> str:
     return " · ".join(parts)
 
 
-def show_outcome(progress: Progress) -> None:
+def against_the_article(test_accuracy: float) -> str:
+    """One line setting a Fashion-MNIST run's test accuracy beside the article's dense net."""
+    points = (test_accuracy - ARTICLE_TEST_ACCURACY) * 100
+    if abs(points) < 0.05:
+        return f"The article's dense net reached {ARTICLE_TEST_ACCURACY} on this test set: this run matches it."
+    relation = "beats it by" if points > 0 else "is below it by"
+    return f"The article's dense net reached {ARTICLE_TEST_ACCURACY} on this test set: this run {relation} {abs(points):.1f} points."
+
+
+def show_outcome(progress: Progress, dataset_key: str = "") -> None:
     if progress.status == Status.FINISHED:
         st.success(progress.message, icon=":material/check_circle:")
     elif progress.status == Status.STOPPED:
@@ -235,6 +245,8 @@ def show_outcome(progress: Progress) -> None:
     if progress.test_accuracy is not None:
         st.caption(f"Test accuracy {progress.test_accuracy:.4f} · test loss {progress.test_loss:.4f} · "
                    f"{format_seconds(progress.elapsed_s)} of training")  # fmt: skip
+        if dataset_key == "fashion_mnist":
+            st.markdown(against_the_article(progress.test_accuracy))
 
 
 def _continue_controls(run: RunInfo) -> None:
@@ -271,7 +283,7 @@ def draw_run(run: RunInfo, was_active: bool) -> None:
             )
             st.caption(progress.message + sharing)
         else:
-            show_outcome(progress)
+            show_outcome(progress, run.dataset_ref.get("key", ""))
             if progress.status in (Status.FINISHED, Status.STOPPED):
                 st.page_link("pages/predict.py", label="Try it on your photo", icon=":material/photo_camera:")
                 _continue_controls(resources.engine().run(run.run_id) or run)

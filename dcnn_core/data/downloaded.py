@@ -83,7 +83,7 @@ def _idx(path: str, offset: int) -> np.ndarray:
 
 
 def _read_fashion(paths: list[str]):
-    y_train, x_train, y_test, x_test = (_idx(path, 8 if "labels" in path else 16) for path in paths)
+    y_train, x_train, y_test, x_test = (_idx(path, 8 if "labels" in os.path.basename(path) else 16) for path in paths)
     return (x_train.reshape(len(y_train), 28, 28), y_train), (x_test.reshape(len(y_test), 28, 28), y_test)
 
 

@@ -67,7 +67,9 @@ RECIPES: dict[str, Recipe] = {
             "MobileNet-style mini",
             TrainConfig(optimizer="adam", learning_rate=3e-3, batch_size=32, epochs=20, schedule="cosine", augmentation=SHIFT),
             "Built to be small (13k parameters, for phones), not to win here: few parameters learn slowly, so a higher rate "
-            "(3e-3) with batch norm, decayed by cosine; depthwise convolutions make it slower per image on a CPU than its size suggests.",
+            "(3e-3) with batch norm, decayed by cosine; depthwise convolutions make it slower per image on a CPU than its size suggests. "
+            "In one minute on 3,000 Fashion-MNIST images it trails even the dense net (0.80 against 0.85): pick it to see what a "
+            "phone-sized network gives up.",
         ),
     )
 }

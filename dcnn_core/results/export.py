@@ -141,7 +141,10 @@ def export_tflite(model, samples: np.ndarray | None = None, tolerance: float = T
     if not hasattr(tf, "lite"):
         raise ExportError("This TensorFlow build has no TensorFlow Lite converter, so .tflite export is unavailable.")
     samples = _samples(model, samples)
-    model = float32_copy(model)  # TensorFlow Lite has no bfloat16 kernels: it gets (and is checked against) the float32 network
+    try:
+        model = float32_copy(model)  # TensorFlow Lite has no bfloat16 kernels: it gets (and is checked against) the float32 network
+    except Exception as error:
+        raise ExportError(f"The model could not be rebuilt to compute in float32 for TensorFlow Lite: {type(error).__name__}") from error
     expected = np.asarray(model(samples, training=False))
     try:
         data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
@@ -162,6 +165,8 @@ def float32_copy(model):
     bfloat16; formats without bfloat16 kernels (TensorFlow Lite) get the same network computing in float32.
     """
     import_keras()
+    if not any(getattr(getattr(layer, "dtype_policy", None), "name", "float32").startswith("mixed_") for layer in model.layers):
+        return model
     config = model.get_config()
     if not _mixed_policies(config):
         return model

@@ -111,6 +111,7 @@ class ProgressLog:
     _session_start_step: int = 0  # global batch index where this training session began
     _session_started_at: float | None = None
     _computing_s: float = 0.0  # seconds this session actually computed (waiting for a turn excluded)
+    _pace_from: tuple[float, int] | None = None  # (computing s, steps) once a batch was counted: the pace leaves the build out
     _generation: int = 0  # grows when the batch points are thinned: a mirror's cursor into them is then stale
 
     # --- mirroring: another process keeps a copy of this log up to date from deltas ---------------
@@ -124,6 +125,7 @@ class ProgressLog:
             "whole": whole, "epoch": self.epoch, "target_epochs": self.target_epochs, "batch": self.batch,
             "batches_per_epoch": self.batches_per_epoch, "best_epoch": self.best_epoch, "fine_tune_from": self.fine_tune_from,
             "version": self.version, "computing_s": self._computing_s, "session_start_step": self._session_start_step,
+            "pace_from": self._pace_from,
             "budget": [self.budget_s, self.budget_used_s, self.budget_planned],
             "history": {key: values[first_epoch:] for key, values in self.history.items()},
             "batch_steps": self.batch_steps[start:], "batch_loss": self.batch_loss[start:],
@@ -145,6 +147,7 @@ class ProgressLog:
         self.batches_per_epoch, self.best_epoch = change["batches_per_epoch"], change["best_epoch"]
         self.fine_tune_from, self._computing_s = change["fine_tune_from"], change["computing_s"]
         self._session_start_step = change["session_start_step"]
+        self._pace_from = tuple(change["pace_from"]) if change.get("pace_from") else None
         self.budget_s, self.budget_used_s, self.budget_planned = change.get("budget", (None, 0.0, False))
         self.version = max(self.version + 1, change["version"])
 
@@ -154,11 +157,15 @@ class ProgressLog:
         self._session_start_step = self.epoch * batches_per_epoch
         self._session_started_at = time.time() if now is None else now
         self._computing_s = 0.0
+        self._pace_from = None
         self.budget_s, self.budget_used_s, self.budget_planned = None, 0.0, False
         self.version += 1
 
     def add_compute_time(self, seconds: float) -> None:
         self._computing_s += seconds
+        if self._pace_from is None and self.steps_done > self._session_start_step:
+            # The first count after a batch holds the build and the tracing too: the pace is measured from here on.
+            self._pace_from = (self._computing_s, self.steps_done)
 
     def record_budget(self, budget_s: float | None, used_s: float, planned_epochs: int | None) -> None:
         """A budgeted session's clock and plan: the target becomes the epochs that fit (set again as the pace is measured)."""
@@ -209,12 +216,19 @@ class ProgressLog:
         return self.epoch * self.batches_per_epoch + self.batch
 
     def eta_s(self, share: float = 1.0) -> float | None:
-        """Seconds left at this session's pace of computing; ``share`` is the part of the time it gets a turn."""
-        done = self.steps_done - self._session_start_step
+        """Seconds left at this session's pace of computing; ``share`` is the part of the time it gets a turn.
+
+        The pace counts from the first batches on (``_pace_from``): building the model and tracing its first steps
+        take seconds that the remaining batches will not, and would make the first estimates many times too long.
+        """
         total = self.target_epochs * self.batches_per_epoch
-        if done <= 0 or not total or self._computing_s <= 0:
+        if self._pace_from is None or not total:
             return None
-        return self._computing_s / done * (total - self.steps_done) / max(share, 1e-3)
+        computing, steps = self._pace_from
+        done = self.steps_done - steps
+        if done <= 0 or self._computing_s <= computing:
+            return None
+        return (self._computing_s - computing) / done * (total - self.steps_done) / max(share, 1e-3)
 
     def progress(self, job_id: str, status: Status, message: str, details: str, elapsed_s: float, eta_s: float | None,
                  queue_position: int | None, test: tuple[float, float] | None) -> Progress:  # fmt: skip

@@ -7,6 +7,7 @@ On a failure the test's screenshot and a copy of the server log land in ``test-a
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -45,6 +46,18 @@ window.__scriptStateChangedAt = performance.now();
 new MutationObserver(() => { window.__scriptStateChangedAt = performance.now(); })
     .observe(document, {attributes: true, subtree: true, attributeFilter: ["data-test-script-state"]});
 """
+
+
+if importlib.util.find_spec("playwright") is None:  # the browser tests import it at their top
+    if os.environ.get("DCNN_REQUIRE_BROWSER") == "1":  # CI: a missing Playwright is a failure, never a skip
+        raise ImportError("DCNN_REQUIRE_BROWSER=1 but the playwright package is not installed")
+    collect_ignore_glob = ["test_*.py"]  # a user's machine without it leaves the browser tests out
+
+
+def pytest_report_header(config) -> str | None:
+    if importlib.util.find_spec("playwright") is None:
+        return "browser tests left out: the playwright package is not installed (pip install -r requirements-dev.txt)"
+    return None
 
 
 def _browser_unavailable(reason: str) -> None:

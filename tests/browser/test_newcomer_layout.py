@@ -8,18 +8,11 @@ page with the upload box on the first screen; offline, ImageNet weights cannot b
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 
 import pytest
-
-try:
-    from playwright.sync_api import Page, expect
-except ImportError:  # CI (DCNN_REQUIRE_BROWSER=1) must fail here; a user's machine skips
-    if os.environ.get("DCNN_REQUIRE_BROWSER") == "1":
-        raise
-    pytest.skip("the playwright package is not installed — browser tests skipped", allow_module_level=True)
+from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import ARTIFACTS, DEFAULT_TIMEOUT_MS, SCRIPT_STATE_WATCH
 from tests.browser.test_workshop_flow import SLOW_MS, assert_no_exception, curve_points, eventually, press_on_slider, settle

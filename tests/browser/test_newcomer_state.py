@@ -12,7 +12,6 @@ The tests of one window run in file order and share its page (and the Streamlit 
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -21,22 +20,16 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
-
-try:
-    from playwright.sync_api import Locator, Page, expect
-    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-except ImportError:  # CI (DCNN_REQUIRE_BROWSER=1) must fail here; a user's machine skips
-    if os.environ.get("DCNN_REQUIRE_BROWSER") == "1":
-        raise
-    pytest.skip("the playwright package is not installed — browser tests skipped", allow_module_level=True)
+from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.browser.conftest import ARTIFACTS, DEFAULT_TIMEOUT_MS, SCRIPT_STATE_WATCH, _serve
 from tests.browser.test_newcomer_layout import WINDOWS, _navigate
-from tests.browser.test_workshop_flow import SLOW_MS, assert_no_exception, plot_traces, press_on_slider, settle, sidebar
+from tests.browser.test_workshop_flow import SLOW_MS, assert_no_exception, eventually, plot_traces, press_on_slider, settle, sidebar
 
 pytestmark = pytest.mark.browser
 
-MOST_CLICKS = 8  # issue 26's goal: from the address to a top-5 on your own photo
+MOST_CLICKS = 4  # from the address to a top-5 on your own photo: issue 26 asks at most 8; the walk takes 4 — keep it there
 TRAINING_S = 240  # the default run (Simple CNN, 10 epochs of Shapes) takes ~20 s alone on 2 cores; a busy CI box, more
 # Where a control is, and whether it is what a finger at its centre would press (nothing covers it).
 ON_SCREEN_JS = """(element) => {
@@ -61,7 +54,7 @@ class Newcomer:
 
     window: str
     page: Page
-    progress: list[tuple[str, str]] = field(default_factory=list)  # (page's line, sidebar's text) while the first run trained
+    progress: list[tuple[str, str, float]] = field(default_factory=list)  # (page's line, sidebar's text, when) while it trained
     failed_step: str | None = None
 
 
@@ -145,7 +138,7 @@ def _watch_progress(person: Newcomer, done: Locator, timeout_s: float) -> None:
     """Read the progress line and the sidebar a few times a second until ``done`` shows (waiting is no click)."""
     page, deadline = person.page, time.monotonic() + timeout_s
     while done.count() == 0:
-        person.progress.append(tuple(page.evaluate(PROGRESS_JS)))
+        person.progress.append((*page.evaluate(PROGRESS_JS), time.monotonic()))
         assert time.monotonic() < deadline, f"the first run did not finish within {timeout_s:.0f} s; last seen: {person.progress[-1]}"
         page.wait_for_timeout(250)
 
@@ -153,7 +146,7 @@ def _watch_progress(person: Newcomer, done: Locator, timeout_s: float) -> None:
 # --- the walk, and what the first run showed ----------------------------------------------------
 
 
-def test_the_walk_from_the_address_to_a_top5_on_a_photo_takes_at_most_8_clicks(person: Newcomer, tmp_path: Path):
+def test_the_walk_from_the_address_to_a_top5_on_a_photo_takes_4_clicks(person: Newcomer, tmp_path: Path):
     page, window = person.page, person.window
     clicks = []
 
@@ -207,24 +200,30 @@ def test_the_walk_from_the_address_to_a_top5_on_a_photo_takes_at_most_8_clicks(p
 
 
 def test_the_first_runs_progress_never_overshoots_and_agrees_with_the_sidebar(person: Newcomer):
-    seen = [(PAGE_PROGRESS.search(line), SIDEBAR_EPOCH.search(side)) for line, side in person.progress]
-    lines = [match for match, _ in seen if match]
+    seen = [(PAGE_PROGRESS.search(line), SIDEBAR_EPOCH.search(side), when) for line, side, when in person.progress]
+    lines = [match for match, _, _ in seen if match]
     assert len(lines) >= 5, f"too few progress lines were seen while the run trained: {person.progress[-3:]}"
     for match in lines:
         epoch, epochs, batch, batches = map(int, match.groups())
         assert 1 <= epoch <= epochs == 10, match.group(0)  # the default run: 10 epochs
         assert 0 <= batch <= batches, f"the batch counter overshoots: {match.group(0)}"
 
-    assert any(re.search(r"about (\d+ s|\d+:\d\d) left", line) for line, _ in person.progress), (
-        f"no time-left estimate appeared for a lone run: {sorted({line for line, _ in person.progress})}"
+    assert any(re.search(r"about (\d+ s|\d+:\d\d) left", line) for line, _, _ in person.progress), (
+        f"no time-left estimate appeared for a lone run: {sorted({line for line, _, _ in person.progress})}"
     )
 
-    pairs = [(int(line.group(1)), int(side.group(1))) for line, side in seen if line and side]
+    pairs = [(int(line.group(1)), int(side.group(1)), when) for line, side, when in seen if line and side]
     assert len(pairs) >= 5, f"too few moments showed both the page's and the sidebar's epoch: {person.progress[-3:]}"
-    apart = [(page_epoch, side_epoch) for page_epoch, side_epoch in pairs if page_epoch != side_epoch]
-    # Each part redraws itself every second: right after an epoch ends one may be a redraw behind, never more.
-    assert all(abs(page_epoch - side_epoch) <= 1 for page_epoch, side_epoch in apart), apart
-    assert len(apart) <= len(pairs) // 4, f"the page and the sidebar named different epochs {len(apart)} times of {len(pairs)}: {apart}"
+    # Each part redraws itself every second: right after an epoch ends one may be a redraw behind, never more, and
+    # never for long — a disagreement lasts at most a couple of redraws (and the readings' polling).
+    assert all(abs(page_epoch - side_epoch) <= 1 for page_epoch, side_epoch, _ in pairs), pairs
+    began = None
+    for page_epoch, side_epoch, when in pairs:
+        if page_epoch == side_epoch:
+            began = None
+            continue
+        began = when if began is None else began
+        assert when - began <= 3.0, f"the page said epoch {page_epoch} and the sidebar {side_epoch} for {when - began:.1f} s"
 
 
 # --- the second run: a comparison that grows, and a reload that keeps what was chosen ----------
@@ -245,9 +244,9 @@ def test_a_new_run_joins_the_comparison_and_the_run_picker(person: Newcomer):
     _open_training_settings(page)
     assert press_on_slider(page, "train_epochs", "Home") == "1"
     page.locator(".st-key-train_start").get_by_role("button", name="Start training").click()
-    finished = page.get_by_test_id("stAlertContentSuccess").filter(has_text="Finished")
-    expect(finished).to_be_visible(timeout=SLOW_MS)
-    expect(finished.locator("p")).to_have_text("Finished 1 epoch.")  # one epoch, not "1 epochs"
+    # The first run's "Finished 10 epochs." may still be drawn for a moment: wait for this run's own words.
+    finished = page.get_by_test_id("stAlertContentSuccess").locator("p", has_text=re.compile(r"^Finished 1 epoch\.$"))
+    expect(finished).to_be_visible(timeout=SLOW_MS)  # one epoch, not "1 epochs"
     settle(page)
     assert_no_exception(page)
 
@@ -255,8 +254,12 @@ def test_a_new_run_joins_the_comparison_and_the_run_picker(person: Newcomer):
     expect(compared).to_have_count(2)
     expect(compared.nth(0)).to_contain_text("1 · Simple CNN")
     expect(compared.nth(1)).to_contain_text("2 · Article baseline · Handwritten digits")
-    curves = plot_traces(page, "train_compare_accuracy") or []
-    assert len(curves) == 2 and len(curves[1]["y"]) == 1, curves  # one line per run; the new one has 1 epoch
+    eventually(
+        lambda: plot_traces(page, "train_compare_accuracy") or [],  # one line per run; the new one has 1 epoch
+        lambda curves: len(curves) == 2 and len(curves[1]["y"]) == 1,
+        SLOW_MS / 1000,
+        "two runs in the comparison",
+    )
     picker = page.locator(".st-key-train_run_pick").get_by_role("combobox")
     expect(picker).to_have_value(re.compile(r"^2 · Article baseline · Handwritten digits"))
     page.locator(".st-key-train_compare").scroll_into_view_if_needed()
@@ -336,11 +339,9 @@ def _run_cut_by_the_room(page: Page, window: str) -> None:
     assert press_on_slider(page, "train_epochs", "ArrowRight") == str(ROOM_EPOCHS + 1)
     expect(page.get_by_text(re.compile(rf"This server is shared with the room: .*at most {ROOM_EPOCHS} epochs"))).to_be_visible()
     page.locator(".st-key-train_start").get_by_role("button", name="Start training").click()
-    finished = page.get_by_test_id("stAlertContentSuccess").filter(has_text="Finished")
+    words = f"Finished {ROOM_EPOCHS} epochs. The room's limit is {ROOM_EPOCHS} epochs per run (shared server); Continue trains more."
+    finished = page.get_by_test_id("stAlertContentSuccess").locator("p", has_text=re.compile("^" + re.escape(words) + "$"))
     expect(finished).to_be_visible(timeout=SLOW_MS)
-    expect(finished.locator("p")).to_have_text(
-        f"Finished {ROOM_EPOCHS} epochs. The room's limit is {ROOM_EPOCHS} epochs per run (shared server); Continue trains more."
-    )
     settle(page)
     assert_no_exception(page)
 

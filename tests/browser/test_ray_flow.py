@@ -6,7 +6,6 @@ with ``DCNN_RAY_ADDRESS``; the web server itself then trains nothing.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import tempfile
@@ -15,12 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 pytest.importorskip("ray", reason="Ray is optional: pip install -r requirements-ray.txt")
-try:
-    from playwright.sync_api import Page, expect
-except ImportError:  # CI (DCNN_REQUIRE_BROWSER=1) must fail here; a user's machine skips
-    if os.environ.get("DCNN_REQUIRE_BROWSER") == "1":
-        raise
-    pytest.skip("the playwright package is not installed — browser tests skipped", allow_module_level=True)
+from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import ARTIFACTS, DEFAULT_TIMEOUT_MS, SCRIPT_STATE_WATCH, VIEWPORT, AppServer, _free_port, _serve
 from tests.browser.test_workshop_flow import SLOW_MS, assert_no_exception, curve_points, eventually, go_to, settle

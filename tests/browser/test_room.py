@@ -10,19 +10,12 @@ All five must then finish, and no page may show an exception.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from dataclasses import dataclass, field
 
 import pytest
-
-try:
-    from playwright.sync_api import Page, expect
-except ImportError:  # CI (DCNN_REQUIRE_BROWSER=1) must fail here; a user's machine skips
-    if os.environ.get("DCNN_REQUIRE_BROWSER") == "1":
-        raise
-    pytest.skip("the playwright package is not installed — browser tests skipped", allow_module_level=True)
+from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import ARTIFACTS, SCRIPT_STATE_WATCH, VIEWPORT
 from tests.browser.test_workshop_flow import go_to, press_on_slider, settle

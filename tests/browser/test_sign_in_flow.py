@@ -8,20 +8,13 @@ device with its own cookies: Ada signs in on two of them, Grace on a third, and 
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import shutil
 from collections.abc import Iterator
 
 import pytest
-
-try:
-    from playwright.sync_api import Page, expect
-except ImportError:  # CI (DCNN_REQUIRE_BROWSER=1) must fail here; a user's machine skips
-    if os.environ.get("DCNN_REQUIRE_BROWSER") == "1":
-        raise
-    pytest.skip("the playwright package is not installed — browser tests skipped", allow_module_level=True)
+from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import ARTIFACTS, DEFAULT_TIMEOUT_MS, SCRIPT_STATE_WATCH, VIEWPORT, AppServer, _serve
 from tests.browser.test_workshop_flow import SLOW_MS, assert_no_exception, go_to, press_on_slider, settle, sidebar, sidebar_nav

@@ -8,7 +8,6 @@ person would; ``page.goto`` would start a new session and lose the job.
 from __future__ import annotations
 
 import base64
-import os
 import re
 import struct
 import time
@@ -18,14 +17,8 @@ from typing import Any
 
 import pytest
 import sklearn.datasets
-
-try:
-    from playwright.sync_api import Page, expect
-    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-except ImportError:  # CI (DCNN_REQUIRE_BROWSER=1) must fail here; a user's machine skips
-    if os.environ.get("DCNN_REQUIRE_BROWSER") == "1":
-        raise
-    pytest.skip("the playwright package is not installed — browser tests skipped", allow_module_level=True)
+from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 pytestmark = pytest.mark.browser
 
