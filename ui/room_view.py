@@ -46,6 +46,7 @@ LIMIT_NAMES = {
     "max_activation_mb_per_batch": "Activations a training batch keeps (MB)",
     "idle_stop_s": "Unwatched training stopped after (s)",
     "tf_threads": "TensorFlow threads per operation",
+    "training_nice": "Training's priority below the web server (nice)",
     "max_upload_megapixels": "Largest uploaded image (megapixels)",
     "custom_data_budget_mb": "Memory for one user's own images (MB)",
     "allow_server_folders": "Import folders on the server",
