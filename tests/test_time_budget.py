@@ -226,8 +226,9 @@ def test_beat_the_article_starts_the_best_preset_on_fashion_mnist_planned_to_fiv
 
 
 def test_a_preset_that_needs_more_epochs_than_fitted_says_so_when_it_ends():
-    assert "Only 3 epochs fitted; VGG-style mini needs about 10" in recipes.budget_note("VGG-style mini (edited)", 3)
-    assert recipes.budget_note("VGG-style mini", 12) == "" and recipes.budget_note("Simple CNN", 1) == ""
+    assert "Only 20 epochs fitted; VGG-style mini needs about 30" in recipes.budget_note("VGG-style mini (edited)", 20)
+    assert "try the Simple CNN" in recipes.budget_note("VGG-style mini", 3)
+    assert recipes.budget_note("VGG-style mini", 30) == "" and recipes.budget_note("Simple CNN", 1) == ""
 
 
 def test_a_fashion_mnist_run_is_set_beside_the_articles_accuracy():
