@@ -8,6 +8,7 @@ page with the upload box on the first screen; offline, ImageNet weights cannot b
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 
@@ -28,18 +29,25 @@ WINDOWS = {
 SIDEBAR_RIGHT_JS = "() => document.querySelector('[data-testid=stSidebar]').getBoundingClientRect().right"
 
 
-@pytest.fixture(params=list(WINDOWS), scope="module")
-def newcomer(request, chromium_browser, app_server) -> Iterator[tuple[str, Page]]:
-    context = chromium_browser.new_context(**WINDOWS[request.param])
+@contextlib.contextmanager
+def opened_in(chromium_browser, url: str, window: str) -> Iterator[Page]:
+    """The app's home page in a fresh browser context the size (and, for the phone, the kind) of ``window``."""
+    context = chromium_browser.new_context(**WINDOWS[window])
     context.add_init_script(SCRIPT_STATE_WATCH)
     page = context.new_page()
     page.set_default_timeout(DEFAULT_TIMEOUT_MS)
-    page.goto(app_server.url + "/")
+    page.goto(url + "/")
     settle(page)
     try:
-        yield request.param, page
+        yield page
     finally:
         context.close()
+
+
+@pytest.fixture(params=list(WINDOWS), scope="module")
+def newcomer(request, chromium_browser, app_server) -> Iterator[tuple[str, Page]]:
+    with opened_in(chromium_browser, app_server.url, request.param) as page:
+        yield request.param, page
 
 
 @pytest.fixture(autouse=True)

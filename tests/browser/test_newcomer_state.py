@@ -24,7 +24,7 @@ from playwright.sync_api import Locator, Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.browser.conftest import ARTIFACTS, DEFAULT_TIMEOUT_MS, SCRIPT_STATE_WATCH, _serve
-from tests.browser.test_newcomer_layout import WINDOWS, _navigate
+from tests.browser.test_newcomer_layout import WINDOWS, _navigate, opened_in
 from tests.browser.test_workshop_flow import SLOW_MS, assert_no_exception, eventually, plot_traces, press_on_slider, settle, sidebar
 
 pytestmark = pytest.mark.browser
@@ -60,16 +60,8 @@ class Newcomer:
 
 @pytest.fixture(params=list(WINDOWS), scope="module")
 def newcomer(request, chromium_browser, app_server) -> Iterator[Newcomer]:
-    context = chromium_browser.new_context(**WINDOWS[request.param])
-    context.add_init_script(SCRIPT_STATE_WATCH)
-    page = context.new_page()
-    page.set_default_timeout(DEFAULT_TIMEOUT_MS)
-    page.goto(app_server.url + "/")
-    settle(page)
-    try:
+    with opened_in(chromium_browser, app_server.url, request.param) as page:
         yield Newcomer(request.param, page)
-    finally:
-        context.close()
 
 
 @pytest.fixture
@@ -214,16 +206,14 @@ def test_the_first_runs_progress_never_overshoots_and_agrees_with_the_sidebar(pe
 
     pairs = [(int(line.group(1)), int(side.group(1)), when) for line, side, when in seen if line and side]
     assert len(pairs) >= 5, f"too few moments showed both the page's and the sidebar's epoch: {person.progress[-3:]}"
-    # Each part redraws itself every second: right after an epoch ends one may be a redraw behind, never more, and
-    # never for long — a disagreement lasts at most a couple of redraws (and the readings' polling).
-    assert all(abs(page_epoch - side_epoch) <= 1 for page_epoch, side_epoch, _ in pairs), pairs
-    began = None
+    # Each part redraws itself every second, on its own clock: right after an epoch ends one may be a redraw behind
+    # (and on a fast machine an epoch can take less than a redraw). Never more: what the sidebar says is what the page
+    # said, or will say, within three seconds.
     for page_epoch, side_epoch, when in pairs:
-        if page_epoch == side_epoch:
-            began = None
-            continue
-        began = when if began is None else began
-        assert when - began <= 3.0, f"the page said epoch {page_epoch} and the sidebar {side_epoch} for {when - began:.1f} s"
+        near = [other for other, _, then in pairs if abs(then - when) <= 3.0]
+        assert min(near) <= side_epoch <= max(near), (
+            f"the sidebar said epoch {side_epoch} while the page said {page_epoch} (and {sorted(set(near))} within 3 s)"
+        )
 
 
 # --- the second run: a comparison that grows, and a reload that keeps what was chosen ----------
