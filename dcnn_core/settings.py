@@ -41,7 +41,7 @@ class Settings:
 
     max_concurrent_jobs: int = 1  # trainings computing at the same moment; the others take turns (fair share)
     tf_threads: int = 1  # TensorFlow's thread pool, shared by the trainings computing at once: by default every usable core
-    training_nice: int = 10  # training's threads run this much below the web server (Linux nice); 0 = the same priority
+    training_nice: int = 10  # TensorFlow's compute threads run this much below the web server (Linux nice); 0 = the same
     max_parameters: int | None = 5_000_000  # designs above this are refused before training
     # One training step's cost, refused above these before a run starts or continues (BENCHMARKS.md, "Admission by cost"):
     max_gmac_per_batch: float | None = 10.0  # forward multiply-adds per batch, in billions (a step does about 3×: ~1 s here)

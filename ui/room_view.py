@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields, replace
 
 import streamlit as st
 
+from dcnn_core.naming import counted
 from dcnn_core.room import leaderboard
 from dcnn_core.room.leaderboard import Entry, LeaderboardUnavailable
 from dcnn_core.room.rules import Refused
@@ -287,7 +288,7 @@ def draw_leaderboard_controls() -> None:
         _show_leaderboard_message()
         return
     count = len(entries)
-    st.caption(f"{count} published run{'' if count == 1 else 's'} on the leaderboard.")
+    st.caption(f"{counted(count, 'published run')} on the leaderboard.")
     if entries:
         _removal_pickers(entries)
         _confirmation()

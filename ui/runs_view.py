@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from dcnn_core.naming import counted
 from dcnn_core.results import training_plots
 from dcnn_core.training import runs
 from dcnn_core.training.engine import RunInfo
@@ -148,8 +149,7 @@ def _draw_shared(run_id: str) -> None:
         return
     st.markdown(f"**{plain(run.model)}** on **{plain(run.data)}** · {plain(run.status)}")
     st.caption("Read-only: you see this run's curves and summary; nothing here can change it.")
-    epochs = len(run.history.get("loss", []))
-    summary = [f"{epochs} epoch{'' if epochs == 1 else 's'}", f"{format_seconds(run.elapsed_s)} of training"]
+    summary = [counted(len(run.history.get("loss", [])), "epoch"), f"{format_seconds(run.elapsed_s)} of training"]
     if run.test_accuracy is not None:
         summary.append(f"test accuracy {run.test_accuracy:.4f}")
     st.caption(" · ".join(summary))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 from dcnn_core.design import plan
 from dcnn_core.design.spec import ModelSpec
+from dcnn_core.naming import counted
 from dcnn_core.training import budget
 from dcnn_core.training.config import Augmentation, TrainConfig
 
@@ -95,7 +96,7 @@ def budget_note(spec_name: str, epochs: int) -> str:
     needed = BUDGET_MIN_EPOCHS.get(name)
     if needed is None or epochs >= needed:
         return ""
-    return (f" Only {epochs} epoch{'' if epochs == 1 else 's'} fitted; {name} needs about {needed} to settle: give it a longer "
+    return (f" Only {counted(epochs, 'epoch')} fitted; {name} needs about {needed} to settle: give it a longer "
             "budget, or try the Simple CNN, which learns the most per minute here.")  # fmt: skip
 
 

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from dcnn_core.design.spec import ModelSpec
+from dcnn_core.naming import counted
 from dcnn_core.training.config import TrainConfig
 
 
@@ -29,7 +30,7 @@ class RunLimits:
         if self.max_compute_s:
             parts.append(f"at most {self.max_compute_s / 60:g} min of training per run")
         if self.max_epochs:
-            parts.append(f"at most {self.max_epochs} epoch{'' if self.max_epochs == 1 else 's'}")
+            parts.append(f"at most {counted(self.max_epochs, 'epoch')}")
         return "; ".join(parts)
 
     @property

@@ -19,6 +19,7 @@ from dcnn_core import runtime
 from dcnn_core.data.datasets import Dataset
 from dcnn_core.design import backbones
 from dcnn_core.design.spec import ModelSpec
+from dcnn_core.naming import counted
 from dcnn_core.training import budget, failures, pacing
 from dcnn_core.training.config import TrainConfig, build_optimizer, scheduled_rate
 from dcnn_core.training.description import fine_tune_epochs
@@ -77,7 +78,7 @@ def split_train_validation(dataset: Dataset, fraction: float, seed: int):
 
 def finished_message(done: int, description) -> str:
     """'Finished 1 epoch.', 'Finished 10 epochs.' — and, when the room's limit set the count, that it did."""
-    text = f"Finished {done} epoch{'' if done == 1 else 's'}."
+    text = f"Finished {counted(done, 'epoch')}."
     if description.config.budget_s is not None:  # a time-budgeted run: the epochs were the ones that fit
         from dcnn_core.design.recipes import budget_note
 
@@ -85,7 +86,7 @@ def finished_message(done: int, description) -> str:
         text += budget_note(description.spec.name, done)
     most = description.limits.max_epochs
     if most is not None and description.config.epochs >= most:
-        text += f" The room's limit is {most} epoch{'' if most == 1 else 's'} per run (shared server); Continue trains more."
+        text += f" The room's limit is {counted(most, 'epoch')} per run (shared server); Continue trains more."
     return text
 
 
